@@ -1,0 +1,51 @@
+# vkpy: `make demo` shows it, `make test` proves it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The Go toolchain builds the Kubernetes test binaries; it lives here on these machines.
+export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
+
+.PHONY: install system-deps lint unit integration test kube-binaries testbed-up testbed-down clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python >= 3.11 is needed (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+lint: install
+	$(BIN)/ruff check vkpy tests
+	$(BIN)/ruff format --check vkpy tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+kube-binaries: install
+	$(BIN)/python -m vkpy.testing binaries
+
+integration: install kube-binaries
+	$(BIN)/pytest tests/integration
+
+# One pytest run for unit and integration tests, so its closing line counts them all.
+test: lint kube-binaries
+	$(BIN)/pytest tests
+
+testbed-up: install kube-binaries
+	$(BIN)/python -m vkpy.testing up
+
+testbed-down: install
+	$(BIN)/python -m vkpy.testing down
+
+clean: testbed-down
+	rm -rf .testbed $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""pytest fixtures over the testbed, registered as a pytest plugin by the vkpy package.
+
+``testbed`` brings the testbed up once per session (reusing what runs already) and
+stops only what it started itself, so a developer's ``make testbed-up`` survives a
+test run. The other fixtures hand out clients for one part each.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import asyncssh
+import pytest
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient
+
+from vkpy.testing.errors import TestbedError
+from vkpy.testing.testbed import Endpoints, Testbed
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[Endpoints]:
+    bed = Testbed()
+    names = bed.supervisor.names()
+    was_running = bool(names) and all(bed.supervisor.pid(n) is not None for n in names)
+    try:
+        endpoints = bed.up()
+    except TestbedError as exc:
+        pytest.fail(f"testbed: {exc}", pytrace=False)
+    saved = dict(os.environ)
+    os.environ.update(endpoints.environment())
+    yield endpoints
+    os.environ.clear()
+    os.environ.update(saved)
+    if not was_running and not os.environ.get("VKPY_KEEP_TESTBED"):
+        bed.down()
+
+
+@pytest.fixture
+async def kube_api(testbed: Endpoints) -> AsyncIterator[ApiClient]:
+    """A kubernetes_asyncio ApiClient logged in as the testbed's cluster admin."""
+    api: ApiClient = await config.new_client_from_config(
+        config_file=str(testbed.cluster.admin_kubeconfig)
+    )
+    try:
+        yield api
+    finally:
+        await api.close()
+
+
+@pytest.fixture
+async def login_node(testbed: Endpoints) -> AsyncIterator[asyncssh.SSHClientConnection]:
+    """An asyncssh connection to the testbed's login node as its unprivileged user."""
+    async with asyncssh.connect(
+        testbed.ssh.host,
+        port=testbed.ssh.port,
+        username=testbed.ssh.user,
+        client_keys=[str(testbed.ssh.client_key)],
+        known_hosts=str(testbed.ssh.known_hosts),
+    ) as connection:
+        yield connection

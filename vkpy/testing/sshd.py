@@ -1,0 +1,116 @@
+"""A real sshd on 127.0.0.1 with an unprivileged login user, as a cluster's login node.
+
+The host key is recorded in a known_hosts file so clients verify it; the login user
+authenticates with a key pair whose private half stays in the testbed state (0600).
+"""
+
+from __future__ import annotations
+
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from vkpy.testing.errors import TestbedError
+from vkpy.testing.processes import Supervisor, port_open
+
+LOGIN_USER = "vkpyuser"
+
+
+@dataclass(frozen=True)
+class Ssh:
+    host: str
+    port: int
+    user: str
+    client_key: Path
+    known_hosts: Path
+
+
+def sshd_config(*, port: int, host_key: Path, pid_file: Path, user: str, slurm_conf: Path) -> str:
+    return "\n".join(
+        [
+            f"Port {port}",
+            "ListenAddress 127.0.0.1",
+            f"HostKey {host_key}",
+            f"PidFile {pid_file}",
+            "AuthorizedKeysFile .ssh/authorized_keys",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin no",
+            f"AllowUsers {user}",
+            "UsePAM no",
+            "MaxSessions 100",
+            "MaxStartups 100:30:200",
+            "ClientAliveInterval 30",
+            "Subsystem sftp internal-sftp",
+            f"SetEnv SLURM_CONF={slurm_conf}",
+            "",
+        ]
+    )
+
+
+def ensure_user(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
+        # An unlocked account without a password: key authentication only.
+        subprocess.run(["usermod", "-p", "*", name], check=True)
+        return pwd.getpwnam(name)
+
+
+def _keygen(path: Path) -> None:
+    if not path.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vkpy-testbed", "-f", str(path)],
+            check=True,
+        )
+
+
+def _install_authorized_key(user: pwd.struct_passwd, public_key: str) -> None:
+    ssh_dir = Path(user.pw_dir) / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    keys = ssh_dir / "authorized_keys"
+    keys.write_text(public_key)
+    for path, mode in ((ssh_dir, 0o700), (keys, 0o600)):
+        path.chmod(mode)
+        shutil.chown(path, user.pw_uid, user.pw_gid)
+
+
+def up(state: Path, supervisor: Supervisor, *, port: int, slurm_conf: Path) -> Ssh:
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd).exists() or shutil.which("ssh-keygen") is None:
+        raise TestbedError("sshd is missing: apt-get install -y openssh-server")
+    user = ensure_user(LOGIN_USER)
+    keys = state / "ssh"
+    keys.mkdir(parents=True, exist_ok=True)
+    keys.chmod(0o700)
+    host_key, client_key = keys / "ssh_host_ed25519_key", keys / "id_ed25519"
+    _keygen(host_key)
+    _keygen(client_key)
+    _install_authorized_key(user, client_key.with_suffix(".pub").read_text())
+    known_hosts = keys / "known_hosts"
+    host_public = host_key.with_suffix(".pub").read_text().split()
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_public[0]} {host_public[1]}\n")
+    config = keys / "sshd_config"
+    config.write_text(
+        sshd_config(
+            port=port,
+            host_key=host_key,
+            pid_file=keys / "sshd.pid",
+            user=LOGIN_USER,
+            slurm_conf=slurm_conf,
+        )
+    )
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+    supervisor.start("sshd", [sshd, "-D", "-e", "-f", str(config)])
+    supervisor.wait_until("sshd", lambda: port_open(port), what="port")
+    return Ssh(
+        host="127.0.0.1", port=port, user=LOGIN_USER, client_key=client_key, known_hosts=known_hosts
+    )
+
+
+def down(supervisor: Supervisor) -> None:
+    supervisor.stop("sshd")

@@ -1,0 +1,102 @@
+"""The whole testbed: control plane, Podman, Slurm and a login node, up and down as one.
+
+``up`` is idempotent: what runs already is kept, what is missing is started. It writes
+``env.sh`` into the state directory so a shell can ``. .testbed/env.sh`` and then use
+kubectl, podman, sinfo and squeue against the testbed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vkpy.testing import podman, slurm, sshd
+from vkpy.testing.controlplane import ControlPlane, ControlPlanePorts, ControlPlaneRunner
+from vkpy.testing.processes import Supervisor
+
+SHARED_DIR = Path("/var/lib/vkpy-testbed")
+SSH_PORT = 22222
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Everything a test or an agent needs to reach the running testbed."""
+
+    state: Path
+    cluster: ControlPlane
+    podman: podman.Podman
+    slurm: slurm.Slurm
+    ssh: sshd.Ssh
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "KUBECONFIG": str(self.cluster.admin_kubeconfig),
+            "CONTAINERS_CONF": str(self.podman.containers_conf),
+            "SLURM_CONF": str(self.slurm.conf),
+            "VKPY_TESTBED": str(self.state),
+            "VKPY_TESTBED_SSH": f"{self.ssh.user}@{self.ssh.host}:{self.ssh.port}",
+            "VKPY_TESTBED_SSH_KEY": str(self.ssh.client_key),
+            "VKPY_TESTBED_KNOWN_HOSTS": str(self.ssh.known_hosts),
+            "VKPY_TESTBED_PODMAN_URL": self.podman.url,
+        }
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("VKPY_TESTBED_DIR", Path.cwd() / ".testbed")).resolve()
+
+
+class Testbed:
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, state: Path | None = None) -> None:
+        self.state = state or default_state_dir()
+        self.supervisor = Supervisor(self.state)
+        self.control_plane = ControlPlaneRunner(self.state, self.supervisor, ControlPlanePorts())
+
+    def up(self) -> Endpoints:
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.state.chmod(0o700)
+        timings: dict[str, float] = {}
+        start = time.monotonic()
+        cluster = self.control_plane.up()
+        timings["control plane"] = time.monotonic() - start
+        mark = time.monotonic()
+        pod_runtime = podman.up(self.state, self.supervisor)
+        timings["podman"] = time.monotonic() - mark
+        mark = time.monotonic()
+        login_user = sshd.ensure_user(sshd.LOGIN_USER)
+        batch = slurm.up(
+            SHARED_DIR,
+            self.supervisor,
+            slurm.SlurmPorts(),
+            login_uid=login_user.pw_uid,
+            login_gid=login_user.pw_gid,
+        )
+        login = sshd.up(self.state, self.supervisor, port=SSH_PORT, slurm_conf=batch.conf)
+        timings["slurm+sshd"] = time.monotonic() - mark
+        endpoints = Endpoints(self.state, cluster, pod_runtime, batch, login, timings)
+        self._write_env(endpoints)
+        return endpoints
+
+    def _write_env(self, endpoints: Endpoints) -> None:
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in endpoints.environment().items()]
+        (self.state / "env.sh").write_text(
+            "# Written by `make testbed-up`: point kubectl, podman, sinfo at the testbed.\n"
+            + "\n".join(lines)
+            + "\n"
+        )
+
+    def down(self) -> list[str]:
+        """Stop every process the testbed started, by PID; return their names."""
+        running = self.supervisor.names()
+        sshd.down(self.supervisor)
+        slurm.down(self.supervisor)
+        podman.down(self.supervisor)
+        self.control_plane.down()
+        for leftover in self.supervisor.names():  # anything started by a later version
+            self.supervisor.stop(leftover)
+        return running
