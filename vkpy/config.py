@@ -1,0 +1,189 @@
+"""The agent's configuration: a YAML file, overridden by ``VKPY_*`` variables, then flags.
+
+Every field is documented here; ``vkpy check-config FILE`` validates a file and
+prints the result. Nested fields are overridden with a double underscore, for
+example ``VKPY_NODE__NAME=hpc`` or ``VKPY_BACKEND__SOCKET=/run/podman.sock``.
+An invalid configuration raises `ConfigError` naming the field and the problem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from vkpy.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Taint(_Strict):
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class NodeConfig(_Strict):
+    name: str = Field(
+        "vkpy",
+        description="Node name; must be a DNS subdomain.",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels added to the defaults users select on."
+    )
+    taints: list[Taint] = Field(
+        default_factory=list,
+        description="Taints added to the default virtual-kubelet.io/provider=<backend> one.",
+    )
+    capacity: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "8", "memory": "32Gi", "pods": "110"},
+        description="Capacity the node advertises when the backend reports none "
+        "(Kubernetes quantities; extended resources such as nvidia.com/gpu allowed).",
+    )
+    advertise_address: str | None = Field(
+        None,
+        description="InternalIP the node advertises, where the apiserver dials the kubelet "
+        "API (for kind: the Docker bridge gateway). Default: the kubelet API's address.",
+    )
+
+    @field_validator("advertise_address")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)
+        return value
+
+
+class KubeletApiConfig(_Strict):
+    address: str = Field("127.0.0.1", description="Address the kubelet API listens on.")
+    port: int = Field(10250, ge=1, le=65535, description="Port of the kubelet API (HTTPS).")
+    serving_certificate: Literal["files", "csr", "self-signed"] = Field(
+        "csr",
+        description="Where the serving certificate comes from: cert_file/key_file, a "
+        "kubernetes.io/kubelet-serving CSR approved by the cluster, or self-signed "
+        "(kubectl logs then fails certificate verification).",
+    )
+    cert_file: Path | None = Field(None, description="Serving certificate (PEM), for 'files'.")
+    key_file: Path | None = Field(None, description="Its private key (PEM), for 'files'.")
+    approve_own_csr: bool = Field(
+        False,
+        description="Approve the agent's own serving CSR (needs RBAC to approve "
+        "kubernetes.io/kubelet-serving); normally the cluster's approver does it.",
+    )
+    client_ca_file: Path | None = Field(
+        None,
+        description="CA for client certificates (the apiserver's kubelet client). "
+        "Default: the cluster CA from the kubeconfig or service account.",
+    )
+
+
+class PodmanConfig(_Strict):
+    kind: Literal["podman"] = "podman"
+    socket: str | None = Field(
+        None,
+        description="Podman API socket path or unix:// URL. Unset: the agent starts "
+        "`podman system service` itself on a private socket.",
+    )
+    containers_conf: Path | None = Field(
+        None, description="containers.conf for a Podman service the agent starts."
+    )
+    allowed_host_paths: list[str] = Field(
+        default_factory=list,
+        description="hostPath volumes are refused unless under one of these directories.",
+    )
+    network: Literal["bridge", "host", "none"] = Field(
+        "bridge", description="Network mode of each pod's Podman pod."
+    )
+    resync_seconds: float = Field(
+        60.0, gt=0, description="Full status resync period, a safety net under the events."
+    )
+
+
+BackendConfig = Annotated[PodmanConfig, Field(discriminator="kind")]
+
+
+class Settings(BaseSettings):
+    """The whole agent configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VKPY_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    node: NodeConfig = Field(default_factory=NodeConfig)  # type: ignore[arg-type]
+    kubelet_api: KubeletApiConfig = Field(default_factory=KubeletApiConfig)  # type: ignore[arg-type]
+    backend: BackendConfig = Field(default_factory=PodmanConfig)  # type: ignore[arg-type]
+    lease_duration_seconds: int = Field(40, ge=10, description="Node Lease duration.")
+    lease_renew_seconds: float = Field(10.0, gt=0, description="How often the Lease is renewed.")
+    node_status_seconds: float = Field(
+        60.0, gt=0, description="Node status is written at least this often, and on change."
+    )
+    pod_resync_seconds: float = Field(
+        60.0, gt=0, description="How often every pod is reconciled even without events."
+    )
+    status_poll_seconds: float = Field(
+        5.0, gt=0, description="How often backend status is read for all pods in one call."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="Log record format.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags (init values) beat the environment, which beats the file.
+        document = InitSettingsSource(settings_cls, init_kwargs=_document.get() or {})
+        return (init_settings, env_settings, document)
+
+
+_document: ContextVar[dict[str, Any] | None] = ContextVar("vkpy_config_document", default=None)
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        problems.append(f"{where}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    return loaded or {}
+
+
+def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read ``path`` (YAML), apply ``VKPY_*`` variables, then ``overrides`` (from flags)."""
+    token = _document.set(read_document(path) if path is not None else {})
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        source = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{source}invalid configuration: {_describe(exc)}") from exc
+    finally:
+        _document.reset(token)

@@ -1,0 +1,90 @@
+"""Every error vkpy raises, in one hierarchy.
+
+    VkpyError
+    ├── ConfigError            the configuration is invalid: refuse to start
+    ├── PodError               this pod cannot run as specified: fail it, with a reason
+    │   ├── UnsupportedPodFeature   it uses something vkpy or the backend does not support
+    │   └── PodConfigError          a ConfigMap/Secret it needs is missing (retried)
+    ├── BackendError           the backend failed an operation
+    │   ├── BackendUnavailable      transient: retry later, node not Ready meanwhile
+    │   ├── PodRejected             permanent: the backend refused this pod
+    │   ├── ImagePullError          an image could not be pulled (retried with backoff)
+    │   └── PodNotFound             the backend has no such pod
+    └── KubeApiError           the Kubernetes API failed (transient unless said otherwise)
+
+Third-party errors (aiohttp, asyncssh, OSError, kubernetes_asyncio) are translated
+once, where they are caught, with ``raise X(...) from exc``. Callers decide by type:
+transient errors are retried, permanent ones end up in a pod's status and an Event.
+"""
+
+from __future__ import annotations
+
+
+class VkpyError(Exception):
+    """Base of every error vkpy raises on purpose."""
+
+
+class ConfigError(VkpyError):
+    """The configuration is invalid; the message names the field and the problem."""
+
+
+class PodError(VkpyError):
+    """A pod cannot run as specified. ``reason`` is the CamelCase word for its status."""
+
+    reason = "Failed"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class UnsupportedPodFeature(PodError):
+    """The pod uses a feature this node cannot provide; the pod fails, it never hangs."""
+
+    reason = "UnsupportedPodSpec"
+
+
+class PodConfigError(PodError):
+    """A ConfigMap, Secret or field the pod refers to is missing; retried like the kubelet."""
+
+    reason = "CreateContainerConfigError"
+
+
+class BackendError(VkpyError):
+    """A backend operation failed."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot be reached now (SSH down, daemon restarting); retry later."""
+
+
+class PodRejected(BackendError):
+    """The backend refused this pod for good (for example a forbidden batch flag)."""
+
+    reason = "ProviderFailed"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class ImagePullError(BackendError):
+    """A container image could not be pulled."""
+
+    def __init__(self, message: str, *, container: str) -> None:
+        super().__init__(message)
+        self.container = container
+
+
+class PodNotFound(BackendError):
+    """The backend holds no pod with this UID."""
+
+
+class KubeApiError(VkpyError):
+    """The Kubernetes API answered with an error or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
