@@ -1,0 +1,173 @@
+"""The node agent: wires the node, its lease, the pod watch and the backend together.
+
+A root supervisor runs every loop as a guarded task; when one ends by failure the
+others are stopped and the agent exits non-zero. SIGTERM and Ctrl-C stop renewing
+the lease and leave pods and jobs running in the backend for the next start to adopt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Coroutine
+from typing import Any
+
+from vkpy.backend import Backend, Health, PodNotifier
+from vkpy.config import Settings
+from vkpy.errors import BackendError
+from vkpy.events import EventRecorder
+from vkpy.kube.client import Kube
+from vkpy.kube.watching import watch_forever
+from vkpy.lease import LeaseKeeper
+from vkpy.node import NodeIdentity, NodeReporter, capacity
+from vkpy.pods import PodController
+
+logger = logging.getLogger(__name__)
+
+CAPACITY_TTL = 60.0
+
+
+def advertised_address(settings: Settings) -> str:
+    if settings.node.advertise_address:
+        return settings.node.advertise_address
+    address = settings.kubelet_api.address
+    return "127.0.0.1" if address in ("0.0.0.0", "::", "") else address  # noqa: S104
+
+
+class Agent:
+    def __init__(self, settings: Settings, kube: Kube, backend: Backend) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.backend = backend
+        self.identity = NodeIdentity(
+            name=settings.node.name,
+            backend_kind=backend.kind,
+            address=advertised_address(settings),
+            port=settings.kubelet_api.port,
+            boot_id=str(uuid.uuid4()),
+        )
+        self.events = EventRecorder(kube, settings.node.name)
+        self.pods = PodController(
+            kube,
+            backend,
+            self.events,
+            node_name=settings.node.name,
+            node_ip=self.identity.address,
+            poll_seconds=settings.status_poll_seconds,
+            resync_seconds=settings.pod_resync_seconds,
+        )
+        self.reporter = NodeReporter(
+            kube,
+            settings.node,
+            self.identity,
+            health=self._health,
+            resources=self._resources,
+            interval=settings.node_status_seconds,
+        )
+        self._health_seen: Health | None = None
+        self._capacity: tuple[float, dict[str, str]] | None = None
+        self.stopping = asyncio.Event()
+
+    async def _health(self) -> Health:
+        try:
+            health = await self.backend.health()
+        except BackendError as exc:
+            health = Health(False, str(exc))
+        if self._health_seen is not None and health.ok != self._health_seen.ok:
+            logger.warning(
+                "backend %s: %s", "healthy" if health.ok else "unhealthy", health.message or "ok"
+            )
+        self._health_seen = health
+        return health
+
+    async def _resources(self) -> dict[str, str]:
+        now = time.monotonic()
+        if self._capacity is None or now - self._capacity[0] > CAPACITY_TTL:
+            try:
+                reported = await self.backend.capacity()
+            except BackendError as exc:
+                logger.warning("backend capacity unavailable: %s", exc)
+                reported = None
+            self._capacity = (now, capacity(self.settings.node, reported))
+        return self._capacity[1]
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> None:
+        await self.backend.start()
+        try:
+            await self._serve()
+        finally:
+            await self.pods.close()
+            await self.backend.close()
+            logger.info("stopped; pods keep running in %s for the next start", self.backend.kind)
+
+    async def _serve(self) -> None:
+        node = await self.reporter.register()
+        lease = LeaseKeeper(
+            self.kube,
+            self.identity.name,
+            node["metadata"]["uid"],
+            duration=self.settings.lease_duration_seconds,
+            renew_seconds=self.settings.lease_renew_seconds,
+        )
+        await lease.renew()
+        if isinstance(self.backend, PodNotifier):
+            self.backend.on_change(self.pods.backend_changed)
+        await self.pods.adopt()
+        watch = watch_forever(
+            self.kube,
+            "/api/v1/pods",
+            {"fieldSelector": f"spec.nodeName={self.identity.name}"},
+            self.pods.handle,
+        )
+        loops: dict[str, Coroutine[Any, Any, None]] = {
+            "lease": lease.run(),
+            "node-status": self.reporter.run(),
+            "pod-watch": watch,
+            "backend-poll": self.pods.poll_forever(),
+            "pod-resync": self.pods.resync_forever(),
+        }
+        logger.info(
+            "node %s ready: backend %s, kubelet API at %s:%d",
+            self.identity.name,
+            self.backend.kind,
+            self.identity.address,
+            self.identity.port,
+        )
+        await supervise(loops, self.stopping)
+
+
+async def _guard(name: str, work: Awaitable[None]) -> None:
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("%s failed; stopping the agent", name)
+        raise
+
+
+async def supervise(loops: dict[str, Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
+    """Run every loop until ``stop`` is set or one of them fails; then cancel the rest."""
+    tasks = [asyncio.create_task(_guard(n, c), name=n) for n, c in loops.items()]
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in [*tasks, stopper]:
+            task.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+    for task in done:
+        if task is not stopper and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+def install_signal_handlers(agent: Agent) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stop)

@@ -1,0 +1,1 @@
+"""Talking to the Kubernetes API: plain-dict requests, watches, the API client."""

@@ -1,0 +1,187 @@
+"""A thin client for the Kubernetes API that works on plain dicts.
+
+kubernetes_asyncio provides configuration (kubeconfig or in-cluster, token refresh)
+and the authenticated aiohttp session; vkpy sends its own requests through it with
+``_preload_content=False`` and decodes JSON itself, because deserializing into the
+generated models is the CPU bottleneck at thousands of pods. Errors are translated
+here, once, into `KubeApiError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from vkpy.errors import ConfigError, KubeApiError
+
+logger = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+# Called before each request with (method, path); the agent counts requests with it.
+RequestHook = Callable[[str, str], None]
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+# Enough parallel requests for a thousand pods' status writes, plus the watch streams.
+CONNECTION_POOL_SIZE = 64
+
+IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+async def connect(kubeconfig: Path | None) -> ApiClient:
+    """An ApiClient from ``kubeconfig``, else in-cluster config, else ``$KUBECONFIG``."""
+    configuration = Configuration()
+    try:
+        if kubeconfig is not None:
+            await kube_config.load_kube_config(
+                config_file=str(kubeconfig), client_configuration=configuration
+            )
+        elif "KUBERNETES_SERVICE_HOST" in os.environ:
+            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        elif os.environ.get("KUBECONFIG"):
+            await kube_config.load_kube_config(client_configuration=configuration)
+        else:
+            raise ConfigError(
+                "no Kubernetes credentials: pass --kubeconfig, set KUBECONFIG, "
+                "or run in a pod with a service account"
+            )
+    except kube_config.ConfigException as exc:
+        raise ConfigError(f"cannot load Kubernetes credentials: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read Kubernetes credentials: {exc}") from exc
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+    return ApiClient(configuration)
+
+
+def _api_error(status: int, body: bytes, what: str) -> KubeApiError:
+    try:
+        message = json.loads(body).get("message") or body.decode(errors="replace")
+    except (ValueError, AttributeError):
+        message = body.decode(errors="replace")[:500]
+    return KubeApiError(f"{what}: {status} {message}", status=status)
+
+
+class Kube:
+    """Requests to the Kubernetes API as dicts in, dicts out."""
+
+    def __init__(self, api: ApiClient, *, on_request: RequestHook | None = None) -> None:
+        self.api = api
+        self._on_request = on_request
+
+    @property
+    def ca_file(self) -> str | None:
+        return str(self.api.configuration.ssl_ca_cert or "") or None
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | aiohttp.ClientTimeout | None = 30.0,
+    ) -> aiohttp.ClientResponse:
+        if self._on_request is not None:
+            self._on_request(method, path)
+        params = [(k, _query_value(v)) for k, v in (query or {}).items() if v is not None]
+        try:
+            response: aiohttp.ClientResponse = await self.api.call_api(
+                path,
+                method,
+                query_params=params,
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        except ApiException as exc:
+            raise KubeApiError(f"{method} {path}: {exc.reason}", status=exc.status) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise KubeApiError(f"{method} {path}: {exc!r}") from exc
+        return response
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> JSON:
+        """One request; the decoded JSON answer. Non-2xx raises KubeApiError with status."""
+        response = await self._send(
+            method, path, query=query, body=body, content_type=content_type, timeout=timeout
+        )
+        try:
+            data = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeApiError(f"{method} {path}: {exc!r}") from exc
+        finally:
+            response.release()
+        if not 200 <= response.status < 300:
+            raise _api_error(response.status, data, f"{method} {path}")
+        decoded: JSON = json.loads(data) if data else {}
+        return decoded
+
+    async def get(self, path: str, **query: Any) -> JSON:
+        return await self.request("GET", path, query=query)
+
+    async def create(self, path: str, body: JSON) -> JSON:
+        return await self.request("POST", path, body=body)
+
+    async def merge_patch(self, path: str, body: JSON) -> JSON:
+        return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+
+    async def strategic_patch(self, path: str, body: JSON) -> JSON:
+        return await self.request("PATCH", path, body=body, content_type=STRATEGIC_MERGE_PATCH)
+
+    async def delete(self, path: str, body: JSON | None = None) -> JSON:
+        return await self.request("DELETE", path, body=body)
+
+    async def stream(
+        self, path: str, *, query: Mapping[str, Any], read_timeout: float
+    ) -> AsyncIterator[JSON]:
+        """The events of one watch request, decoded; ends when the server closes it."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout)
+        response = await self._send("GET", path, query=query, timeout=timeout)
+        try:
+            if response.status != 200:
+                raise _api_error(response.status, await response.read(), f"WATCH {path}")
+            async for line in response.content:
+                if line.strip():
+                    yield json.loads(line)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeApiError(f"WATCH {path}: {exc!r}") from exc
+        finally:
+            response.release()
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def is_status(error: BaseException, *codes: int) -> bool:
+    return isinstance(error, KubeApiError) and error.status in codes
+
+
+async def sleep_backoff(attempt: int, *, base: float = 0.2, cap: float = 7.0) -> None:
+    """The back-off the kubelet uses for lease and status conflicts."""
+    await asyncio.sleep(min(base * (2 ** min(attempt, 10)), cap))
