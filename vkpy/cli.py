@@ -1,12 +1,25 @@
-"""The ``vkpy`` command line."""
+"""The ``vkpy`` command line: ``run``, ``check-config``, ``version``.
+
+Flags are named like the kubelet's (``--kubeconfig``, ``--node-name``) and override
+the config file and the ``VKPY_*`` environment.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import logging
 import platform
 import sys
+from pathlib import Path
+from typing import Any
 
 from vkpy import __version__
+from vkpy.config import Settings, load
+from vkpy.errors import ConfigError, VkpyError
+
+logger = logging.getLogger("vkpy")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,14 +27,73 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vkpy", description="A virtual kubelet that runs pods on Slurm, HTCondor and Podman."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="register the node and run its pods")
+    run.add_argument("--config", type=Path, help="agent configuration (YAML)")
+    run.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig file; default: in-cluster service account, then $KUBECONFIG",
+    )
+    run.add_argument("--node-name", help="name of the virtual node (overrides node.name)")
+    run.add_argument("--log-format", choices=("text", "json"), help="log record format")
+    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("file", type=Path)
     commands.add_parser("version", help="print the version and exit")
     return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if args.node_name:
+        values["node"] = {"name": args.node_name}
+    if args.log_format:
+        values["log_format"] = args.log_format
+    if args.log_level:
+        values["log_level"] = args.log_level
+    return values
+
+
+async def _run(settings: Settings, kubeconfig: Path | None) -> None:
+    from vkpy.agent import Agent, install_signal_handlers
+    from vkpy.kube.client import Kube, connect
+    from vkpy.wiring import build_backend
+
+    kube = Kube(await connect(kubeconfig))
+    try:
+        agent = Agent(settings, kube, build_backend(settings))
+        install_signal_handlers(agent)
+        await agent.run()
+    finally:
+        await kube.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "version":
         print(f"vkpy {__version__} (Python {platform.python_version()})")
+        return 0
+    try:
+        if args.command == "check-config":
+            settings = load(args.file)
+            print(json.dumps(settings.model_dump(mode="json"), indent=2))
+            print(f"{args.file}: valid", file=sys.stderr)
+            return 0
+        settings = load(args.config, _overrides(args))
+    except ConfigError as exc:
+        print(f"vkpy: {exc}", file=sys.stderr)
+        return 2
+    from vkpy.logsetup import configure
+
+    configure(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(_run(settings, args.kubeconfig))
+    except ConfigError as exc:
+        print(f"vkpy: {exc}", file=sys.stderr)
+        return 2
+    except VkpyError as exc:
+        logger.error("stopped: %s", exc)
+        return 1
     return 0
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from kubernetes_asyncio.utils.quantity import parse_quantity
+from vkpy.quantity import parse_quantity
 
 from vkpy.backend import Container, EnvVar, File, Mount, PodSpec, Resources, Volume
 from vkpy.errors import KubeApiError, PodConfigError, UnsupportedPodFeature

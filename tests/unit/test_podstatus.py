@@ -1,0 +1,137 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from vkpy.backend import ContainerStatus, PodRun, Running, Terminated, Waiting
+from vkpy.podstatus import Observation, phase, pod_status, same_status
+
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+def pod(policy="Never", init=(), containers=("main",)):
+    return {
+        "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+        "spec": {
+            "restartPolicy": policy,
+            "initContainers": [{"name": n, "image": "img"} for n in init],
+            "containers": [{"name": n, "image": "img"} for n in containers],
+        },
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastTransitionTime": "2026-11-25T11:00:00Z",
+                }
+            ],
+        },
+    }
+
+
+def done(name, code):
+    return ContainerStatus(
+        name,
+        Terminated(code, "Completed" if code == 0 else "Error", started_at=NOW, finished_at=NOW),
+    )
+
+
+def running(name):
+    return ContainerStatus(name, Running(NOW))
+
+
+def run(*containers, init=()):
+    return PodRun("u1", "default", "p", tuple(containers), tuple(init))
+
+
+@pytest.mark.parametrize(
+    ("policy", "containers", "expected"),
+    [
+        ("Never", [done("main", 0)], "Succeeded"),
+        ("Never", [done("main", 3)], "Failed"),
+        ("OnFailure", [done("main", 3)], "Running"),
+        ("OnFailure", [done("main", 0)], "Succeeded"),
+        ("Always", [done("main", 0)], "Running"),
+        ("Never", [running("main")], "Running"),
+        ("Never", [ContainerStatus("main", Waiting("ContainerCreating"))], "Pending"),
+        (
+            "Always",
+            [
+                ContainerStatus(
+                    "main", Waiting("CrashLoopBackOff"), last_state=Terminated(1, "Error")
+                )
+            ],
+            "Running",
+        ),
+    ],
+)
+def test_phase_follows_the_kubelet(policy, containers, expected):
+    assert phase(pod(policy), run(*containers)) == expected
+
+
+def test_two_containers_one_running_one_done_is_running():
+    p = pod("Never", containers=("a", "b"))
+    assert phase(p, run(running("a"), done("b", 0))) == "Running"
+    assert phase(p, run(done("a", 0), done("b", 2))) == "Failed"
+
+
+def test_init_containers_gate_the_pod():
+    p = pod("Never", init=("setup",))
+    assert phase(p, run(init=[running("setup")])) == "Pending"
+    assert phase(p, run(init=[done("setup", 1)])) == "Failed"
+    assert phase(pod("OnFailure", init=("setup",)), run(init=[done("setup", 1)])) == "Pending"
+    assert phase(p, run(running("main"), init=[done("setup", 0)])) == "Running"
+
+
+def test_no_backend_record_is_pending():
+    assert phase(pod(), None) == "Pending"
+
+
+def test_status_of_a_finished_pod():
+    status = pod_status(pod(), Observation(run=run(done("main", 3)), node_ip="10.1.1.1"), NOW)
+    assert status["phase"] == "Failed"
+    main = status["containerStatuses"][0]
+    assert main["state"]["terminated"]["exitCode"] == 3
+    assert main["state"]["terminated"]["reason"] == "Error"
+    assert main["ready"] is False
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == "PodCompleted"
+    assert conditions["PodScheduled"]["lastTransitionTime"] == "2026-11-25T11:00:00Z"
+    assert status["hostIP"] == "10.1.1.1"
+
+
+def test_waiting_containers_show_why():
+    seen = Observation(waiting=Waiting("ErrImagePull", "no such image"))
+    status = pod_status(pod(init=("i",)), seen, NOW)
+    assert status["initContainerStatuses"][0]["state"] == {
+        "waiting": {"reason": "ErrImagePull", "message": "no such image"}
+    }
+    assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
+
+
+def test_failure_makes_the_pod_failed_with_reason():
+    seen = Observation(
+        failure=("UnsupportedPodSpec", "container main: readiness probes are not supported")
+    )
+    status = pod_status(pod(), seen, NOW)
+    assert status["phase"] == "Failed"
+    assert status["reason"] == "UnsupportedPodSpec"
+    assert "readiness probes" in status["message"]
+
+
+def test_unchanged_status_is_not_rewritten_but_a_change_is():
+    seen = Observation(run=run(running("main")), node_ip="10.1.1.1")
+    first = pod_status(pod(), seen, NOW)
+    later = pod_status({**pod(), "status": first}, seen, datetime(2026, 11, 25, 12, 5, tzinfo=UTC))
+    assert same_status(first, later)
+    finished = pod_status({**pod(), "status": first}, Observation(run=run(done("main", 0))), NOW)
+    assert not same_status(first, finished)
+
+
+def test_transition_times_are_kept_while_a_condition_holds():
+    seen = Observation(run=run(running("main")))
+    first = pod_status(pod(), seen, NOW)
+    later = pod_status({**pod(), "status": first}, seen, datetime(2026, 11, 25, 13, 0, tzinfo=UTC))
+    ready = {c["type"]: c for c in later["conditions"]}["Ready"]
+    assert ready["lastTransitionTime"] == "2026-11-25T12:00:00Z"

@@ -1,0 +1,191 @@
+import base64
+
+import pytest
+
+from vkpy.errors import PodConfigError, UnsupportedPodFeature
+from vkpy.resolve import Sources, expand, pod_spec, references, token_requests
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def make_pod(**spec):
+    base = {
+        "metadata": {
+            "name": "web",
+            "namespace": "team",
+            "uid": "uid-1",
+            "labels": {"app": "web", "tier": "x"},
+            "annotations": {"a": "1"},
+        },
+        "spec": {
+            "nodeName": "vk",
+            "serviceAccountName": "runner",
+            "containers": [{"name": "main", "image": "busybox"}],
+        },
+    }
+    base["spec"].update(spec)
+    return base
+
+
+SOURCES = Sources(
+    config_maps={
+        "settings": {
+            "data": {"MODE": "fast", "file.txt": "hello"},
+            "binaryData": {"blob": b64("\x00\x01")},
+        }
+    },
+    secrets={"creds": {"data": {"PASSWORD": b64("s3cr3t; $(rm -rf /)"), "key": b64("K")}}},
+    tokens={("", 3607): "token-value"},
+)
+
+
+def test_env_from_values_configmaps_secrets_and_the_downward_api():
+    container = {
+        "name": "main",
+        "image": "busybox",
+        "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
+        "env": [
+            {"name": "PLAIN", "value": "x"},
+            {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "MODE"}}},
+            {
+                "name": "PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": "creds", "key": "PASSWORD"}},
+            },
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+            {"name": "COMBINED", "value": "$(POD)-$(MODE)-$$(POD)-$(UNKNOWN)"},
+            {
+                "name": "MEM",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+            },
+        ],
+        "resources": {"limits": {"memory": "64Mi", "cpu": "250m"}},
+        "args": ["--name=$(POD)"],
+    }
+    spec = pod_spec(make_pod(containers=[container]), SOURCES, node_ip="10.0.0.9")
+    env = {e.name: e.value for e in spec.containers[0].env}
+    assert env["CFG_MODE"] == "fast"
+    assert env["PASSWORD"] == "s3cr3t; $(rm -rf /)"
+    assert env["POD"] == "web"
+    assert env["APP"] == "web"
+    assert env["HOST"] == "10.0.0.9"
+    assert env["COMBINED"] == "web-fast-$(POD)-$(UNKNOWN)"
+    assert env["MEM"] == "64"
+    assert spec.containers[0].args == ("--name=web",)
+    assert spec.containers[0].resources.cpu_millis == 250
+    assert spec.containers[0].resources.memory_bytes == 64 * 1024 * 1024
+    assert "s3cr3t" not in repr(spec)
+
+
+def test_volumes_become_files_and_secrets_are_owner_only():
+    volumes = [
+        {
+            "name": "cfg",
+            "configMap": {"name": "settings", "items": [{"key": "file.txt", "path": "f.txt"}]},
+        },
+        {"name": "sec", "secret": {"secretName": "creds", "defaultMode": 0o644}},
+        {
+            "name": "meta",
+            "downwardAPI": {
+                "items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]
+            },
+        },
+        {
+            "name": "token",
+            "projected": {
+                "sources": [
+                    {"serviceAccountToken": {"path": "token"}},
+                    {"configMap": {"name": "settings", "items": [{"key": "blob", "path": "blob"}]}},
+                ]
+            },
+        },
+        {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    spec = pod_spec(make_pod(volumes=volumes), SOURCES, node_ip="10.0.0.9")
+    by_name = {v.name: v for v in spec.volumes}
+    assert [(f.path, f.content) for f in by_name["cfg"].files] == [("f.txt", b"hello")]
+    assert by_name["sec"].sensitive
+    assert {f.mode for f in by_name["sec"].files} == {0o600}
+    assert by_name["meta"].files[0].content == b'app="web"\ntier="x"'
+    token = {f.path: f for f in by_name["token"].files}
+    assert token["token"].content == b"token-value"
+    assert token["blob"].content == b"\x00\x01"
+    assert by_name["token"].sensitive
+    assert by_name["scratch"].kind == "emptyDir"
+    assert by_name["scratch"].size_limit_bytes == 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "x"}}]},
+            "volume data: type persistentVolumeClaim is not supported",
+        ),
+        ({"hostPID": True}, "hostPID is not supported"),
+        (
+            {"containers": [{"name": "main", "image": "b", "readinessProbe": {"exec": {}}}]},
+            "container main: readiness probes are not supported",
+        ),
+        (
+            {
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "b",
+                        "volumeMounts": [{"name": "nope", "mountPath": "/x"}],
+                    }
+                ]
+            },
+            "volume nope is not defined",
+        ),
+    ],
+)
+def test_unsupported_features_are_named(spec, message):
+    with pytest.raises(UnsupportedPodFeature, match=message):
+        pod_spec(make_pod(**spec), SOURCES, node_ip="10.0.0.9")
+
+
+def test_missing_key_is_a_config_error():
+    container = {
+        "name": "main",
+        "image": "b",
+        "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "absent"}}}],
+    }
+    with pytest.raises(PodConfigError, match="couldn't find key absent in secret team/creds"):
+        pod_spec(make_pod(containers=[container]), SOURCES, node_ip="")
+
+
+def test_references_and_tokens_are_collected():
+    pod = make_pod(
+        volumes=[
+            {
+                "name": "t",
+                "projected": {
+                    "sources": [
+                        {
+                            "serviceAccountToken": {
+                                "path": "token",
+                                "audience": "vault",
+                                "expirationSeconds": 600,
+                            }
+                        },
+                        {"secret": {"name": "creds", "optional": True}},
+                    ]
+                },
+            }
+        ],
+        containers=[
+            {"name": "main", "image": "b", "envFrom": [{"configMapRef": {"name": "settings"}}]}
+        ],
+    )
+    assert references(pod) == {("secret", "creds", True), ("configmap", "settings", False)}
+    assert token_requests(pod) == {("vault", 600)}
+
+
+def test_expand_matches_kubernetes():
+    env = {"A": "1"}
+    assert expand("$(A)$(B)$$(A)$$$(A)", env) == "1$(B)$(A)$1"
