@@ -16,11 +16,10 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from vkpy.quantity import parse_quantity
-
 from vkpy.backend import Container, EnvVar, File, Mount, PodSpec, Resources, Volume
 from vkpy.errors import KubeApiError, PodConfigError, UnsupportedPodFeature
 from vkpy.kube.client import Kube
+from vkpy.quantity import parse_quantity
 
 JSON = dict[str, Any]
 TOKEN_SECONDS_DEFAULT = 3607

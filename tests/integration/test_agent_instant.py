@@ -17,7 +17,7 @@ from vkpy.kube.client import Kube
 from vkpy.quantity import parse_quantity
 from vkpy.testing.instant import EXIT_ANNOTATION, InstantBackend
 
-from .helpers import eventually, events_for, pod_for, pod_phase
+from .helpers import events_for, eventually, pod_for, pod_phase
 
 NS = "default"
 
