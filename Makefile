@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The Go toolchain builds the Kubernetes test binaries; it lives here on these machines.
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
 
-.PHONY: install system-deps lint unit integration test kube-binaries testbed-up testbed-down clean
+.PHONY: install system-deps lint unit integration test kube-binaries testbed-up testbed-down clean bench
 
 install: $(STAMP)
 
@@ -23,8 +23,8 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 lint: install
-	$(BIN)/ruff check vkpy tests
-	$(BIN)/ruff format --check vkpy tests
+	$(BIN)/ruff check vkpy tests benchmarks
+	$(BIN)/ruff format --check vkpy tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -49,3 +49,7 @@ testbed-down: install
 
 clean: testbed-down
 	rm -rf .testbed $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Speed and scale of the agent with an instant backend on the real control plane.
+bench: install kube-binaries
+	$(BIN)/python benchmarks/pods.py

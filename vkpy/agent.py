@@ -103,6 +103,7 @@ class Agent:
             await self._serve()
         finally:
             await self.pods.close()
+            await self.events.flush()
             await self.backend.close()
             logger.info("stopped; pods keep running in %s for the next start", self.backend.kind)
 
@@ -131,6 +132,7 @@ class Agent:
             "pod-watch": watch,
             "backend-poll": self.pods.poll_forever(),
             "pod-resync": self.pods.resync_forever(),
+            "events": self.events.run(),
         }
         logger.info(
             "node %s ready: backend %s, kubelet API at %s:%d",

@@ -1,12 +1,14 @@
 """Events about pods and the node, written as the kubelet writes them.
 
-Repeats of the same (object, reason, message) within the series window bump the
-existing Event's count instead of creating another object, like client-go's
-event correlator. Failures to write an Event are logged and never block pod work.
+Recording never blocks pod work: events go into a bounded queue that one loop
+writes out (dropping, with a warning, when the API cannot keep up). Repeats of the
+same (object, reason, message) bump the existing Event's count instead of creating
+another object, like client-go's event correlator.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import OrderedDict
@@ -21,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 CACHE_SIZE = 4096
+QUEUE_SIZE = 10000
 MAX_MESSAGE = 1024
 
 
@@ -67,16 +70,36 @@ class EventRecorder:
         self.kube = kube
         self.node = node
         self._seen: OrderedDict[tuple[str, str, str], tuple[str, str, int]] = OrderedDict()
+        self._queue: asyncio.Queue[tuple[JSON, str, str, str, str]] = asyncio.Queue(QUEUE_SIZE)
 
-    async def pod(
+    def pod(
         self, pod: JSON, type_: Literal["Normal", "Warning"], reason: str, message: str
     ) -> None:
-        await self._record(pod, "Pod", type_, reason, message)
+        self._put((pod, "Pod", type_, reason, message))
 
-    async def node_event(
+    def node_event(
         self, node: JSON, type_: Literal["Normal", "Warning"], reason: str, message: str
     ) -> None:
-        await self._record(node, "Node", type_, reason, message)
+        self._put((node, "Node", type_, reason, message))
+
+    def _put(self, item: tuple[JSON, str, str, str, str]) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            logger.warning(
+                "event queue full: dropped %s for %s", item[3], item[0]["metadata"].get("name")
+            )
+
+    async def run(self) -> None:
+        """Write queued events, one at a time, forever."""
+        while True:
+            item = await self._queue.get()
+            await self._record(*item)
+
+    async def flush(self) -> None:
+        """Write what is queued now (for shutdown and tests)."""
+        while not self._queue.empty():
+            await self._record(*self._queue.get_nowait())
 
     async def _record(
         self, involved: JSON, kind: str, type_: str, reason: str, message: str

@@ -70,6 +70,7 @@ class Tracked:
     dirty: bool = True
     worker: asyncio.Task[None] | None = None
     announced: set[str] = field(default_factory=set)  # events already emitted
+    deleted: bool = False  # the final grace-0 delete was sent
 
 
 def _key(pod: JSON) -> str:
@@ -285,26 +286,26 @@ class PodController:
             await self.backend.create(spec)
         except PodConfigError as exc:
             entry.waiting = Waiting(exc.reason, str(exc))
-            await self.events.pod(pod, "Warning", "Failed", f"Error: {exc}")
+            self.events.pod(pod, "Warning", "Failed", f"Error: {exc}")
             self._retry_later(uid, entry)
             return
         except PodError as exc:
             entry.failure = (exc.reason, str(exc))
-            await self.events.pod(pod, "Warning", exc.reason, str(exc))
+            self.events.pod(pod, "Warning", exc.reason, str(exc))
             return
         except ImagePullError as exc:
             reason = "ImagePullBackOff" if entry.attempts else "ErrImagePull"
             entry.waiting = Waiting(reason, str(exc))
-            await self.events.pod(pod, "Warning", "Failed", f"Failed to pull image: {exc}")
+            self.events.pod(pod, "Warning", "Failed", f"Failed to pull image: {exc}")
             self._retry_later(uid, entry)
             return
         except PodRejected as exc:
             entry.failure = (exc.reason, str(exc))
-            await self.events.pod(pod, "Warning", exc.reason, str(exc))
+            self.events.pod(pod, "Warning", exc.reason, str(exc))
             return
         except BackendUnavailable as exc:
             entry.waiting = Waiting("ProviderFailed", str(exc))
-            await self.events.pod(pod, "Warning", "ProviderFailed", str(exc))
+            self.events.pod(pod, "Warning", "ProviderFailed", str(exc))
             self._retry_later(uid, entry)
             return
         entry.created, entry.waiting, entry.attempts = True, None, 0
@@ -343,7 +344,7 @@ class PodController:
         status = pod_status(pod, seen, datetime.now(UTC))
         if same_status(entry.written or pod.get("status"), status):
             return
-        await self._announce(entry, pod, status)
+        self._announce(entry, pod, status)
         meta = pod["metadata"]
         updated = await self.kube.merge_patch(
             f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
@@ -352,19 +353,19 @@ class PodController:
         entry.written = status
         entry.pod = updated
 
-    async def _announce(self, entry: Tracked, pod: JSON, status: JSON) -> None:
+    def _announce(self, entry: Tracked, pod: JSON, status: JSON) -> None:
         """Started / BackOff events the first time each is seen, like the kubelet."""
         for container in status["initContainerStatuses"] + status["containerStatuses"]:
             name, state = container["name"], container["state"]
             key = f"started/{name}/{container['restartCount']}"
             if "running" in state and key not in entry.announced:
                 entry.announced.add(key)
-                await self.events.pod(pod, "Normal", "Started", f"Started container {name}")
+                self.events.pod(pod, "Normal", "Started", f"Started container {name}")
             waiting = state.get("waiting") or {}
             key = f"backoff/{name}/{container['restartCount']}"
             if waiting.get("reason") == "CrashLoopBackOff" and key not in entry.announced:
                 entry.announced.add(key)
-                await self.events.pod(
+                self.events.pod(
                     pod, "Warning", "BackOff", f"Back-off restarting failed container {name}"
                 )
 
@@ -388,6 +389,8 @@ class PodController:
             self.tracked.pop(uid, None)
 
     async def _delete(self, uid: str, entry: Tracked, pod: JSON) -> None:
+        if entry.deleted:
+            return  # later events of a pod we deleted already; its DELETED event ends it
         meta = pod["metadata"]
         grace = int(meta.get("deletionGracePeriodSeconds") or 0)
         if entry.created:
@@ -395,7 +398,7 @@ class PodController:
                 key = f"killing/{container['name']}"
                 if key not in entry.announced:
                     entry.announced.add(key)
-                    await self.events.pod(
+                    self.events.pod(
                         pod, "Normal", "Killing", f"Stopping container {container['name']}"
                     )
             await self._remove_from_backend(uid, entry, grace=grace, keep=True)
@@ -428,6 +431,7 @@ class PodController:
         except KubeApiError as exc:
             if exc.status not in (404, 409):
                 raise
+        entry.deleted = True
         logger.info("deleted %s", _key(pod))
 
     # ------------------------------------------------------------ queries

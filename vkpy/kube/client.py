@@ -48,7 +48,10 @@ async def connect(kubeconfig: Path | None) -> ApiClient:
         elif "KUBERNETES_SERVICE_HOST" in os.environ:
             kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         elif os.environ.get("KUBECONFIG"):
-            await kube_config.load_kube_config(client_configuration=configuration)
+            # Passed explicitly: the library reads the variable once, at import time.
+            await kube_config.load_kube_config(
+                config_file=os.environ["KUBECONFIG"], client_configuration=configuration
+            )
         else:
             raise ConfigError(
                 "no Kubernetes credentials: pass --kubeconfig, set KUBECONFIG, "
@@ -170,6 +173,20 @@ class Kube:
             raise KubeApiError(f"WATCH {path}: {exc!r}") from exc
         finally:
             response.release()
+
+
+def resource_of(path: str) -> str:
+    """The resource (with subresource) a request path names: pods, pods/status, leases...
+
+    /api/v1/namespaces/ns/pods/name/status -> pods/status; /api/v1/nodes -> nodes.
+    """
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    parts = parts[2:] if parts[:1] == ["api"] else parts[3:]  # drop api/v1 or apis/group/v1
+    if len(parts) >= 2 and parts[0] == "namespaces" and len(parts) != 2:
+        parts = parts[2:]
+    if not parts:
+        return "unknown"
+    return parts[0] + (f"/{parts[2]}" if len(parts) > 2 else "")
 
 
 def _query_value(value: Any) -> str:
