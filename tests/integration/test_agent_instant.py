@@ -12,6 +12,7 @@ import pytest
 from kubernetes_asyncio.client import ApiClient
 
 from vkpy.agent import Agent
+from vkpy.backend import Container, PodSpec
 from vkpy.config import load
 from vkpy.kube.client import Kube
 from vkpy.quantity import parse_quantity
@@ -187,3 +188,82 @@ async def _gone(kube, name):
     except Exception as exc:
         return getattr(exc, "status", None) == 404
     return False
+
+
+async def test_stopped_agent_goes_unknown_and_a_restart_adopts_without_a_second_create(kube):
+    name = f"instant-{uuid.uuid4().hex[:6]}"
+    settings = load(
+        None,
+        {
+            "node": {"name": name},
+            "lease_renew_seconds": 1,
+            "status_poll_seconds": 0.5,
+            "kubelet_api": {"port": 10251},
+        },
+    )
+    backend = InstantBackend()
+    first = Agent(settings, kube, backend)
+    task = asyncio.create_task(first.run())
+    try:
+        await eventually(lambda: _ready(kube, name), what="node Ready")
+        pod_name = f"{name}-keep"
+        await kube.create(
+            f"/api/v1/namespaces/{NS}/pods",
+            pod_for(name, pod_name, [{"name": "main", "image": "busybox"}]),
+        )
+        await eventually(lambda: _phase_is(kube, pod_name, "Running"), what="Running")
+        first.stop()
+        await asyncio.wait_for(task, 10)
+        assert set(backend.runs) and backend.creates == 1  # left running for the next start
+
+        async def unknown():
+            node = await kube.get(f"/api/v1/nodes/{name}")
+            ready = {c["type"]: c for c in node["status"]["conditions"]}["Ready"]
+            return ready["status"] == "Unknown" and ready["reason"] == "NodeStatusUnknown"
+
+        await eventually(
+            unknown, timeout=40, what="Ready=Unknown from the node lifecycle controller"
+        )
+        second = Agent(settings, kube, backend)  # same backend state: the jobs survived
+        task = asyncio.create_task(second.run())
+        await eventually(lambda: _ready(kube, name), what="Ready again")
+        await asyncio.sleep(1)
+        assert backend.creates == 1
+        assert await pod_phase(kube, NS, pod_name) == "Running"
+        await kube.delete(f"/api/v1/namespaces/{NS}/pods/{pod_name}")
+        await eventually(lambda: _gone(kube, pod_name), what="deleted")
+        assert backend.runs == {}
+        second.stop()
+        await asyncio.wait_for(task, 10)
+    finally:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await kube.delete(f"/api/v1/nodes/{name}")
+
+
+async def test_orphaned_backend_pods_are_removed_on_start(kube):
+    name = f"instant-{uuid.uuid4().hex[:6]}"
+    settings = load(None, {"node": {"name": name}, "kubelet_api": {"port": 10251}})
+    backend = InstantBackend()
+    await backend.create(
+        PodSpec(
+            uid="no-such-pod",
+            namespace=NS,
+            name="ghost",
+            containers=(Container("main", "busybox"),),
+        )
+    )
+    agent = Agent(settings, kube, backend)
+    task = asyncio.create_task(agent.run())
+    try:
+        await eventually(lambda: _empty(backend), what="orphan removed")
+    finally:
+        agent.stop()
+        await asyncio.wait_for(task, 10)
+        with contextlib.suppress(Exception):
+            await kube.delete(f"/api/v1/nodes/{name}")
+
+
+async def _empty(backend):
+    return not backend.runs

@@ -1,0 +1,85 @@
+from datetime import UTC, datetime
+
+from vkpy.backend import Capacity, Health
+from vkpy.config import NodeConfig
+from vkpy.node import NodeIdentity, capacity, labels, merged_taints, node_status, taints
+
+IDENTITY = NodeIdentity("vk1", "slurm", "10.0.0.5", 10250, "boot-1")
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+
+def test_default_labels_and_taint_users_select_on():
+    config = NodeConfig(name="vk1", labels={"site": "hpc"})
+    assert (
+        labels(config, "slurm").items()
+        >= {
+            "type": "virtual-kubelet",
+            "kubernetes.io/role": "agent",
+            "kubernetes.io/hostname": "vk1",
+            "kubernetes.io/os": "linux",
+            "site": "hpc",
+        }.items()
+    )
+    assert taints(config, "slurm")[0] == {
+        "key": "virtual-kubelet.io/provider",
+        "value": "slurm",
+        "effect": "NoSchedule",
+    }
+
+
+def test_ready_node_reports_everything_the_apiserver_needs():
+    status = node_status(IDENTITY, Health(True), {"cpu": "4", "pods": "10"}, {}, NOW)
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Ready"]["reason"] == "KubeletReady"
+    assert {k: c["status"] for k, c in conditions.items() if k != "Ready"} == {
+        "MemoryPressure": "False",
+        "DiskPressure": "False",
+        "PIDPressure": "False",
+        "NetworkUnavailable": "False",
+    }
+    assert status["addresses"] == [{"type": "InternalIP", "address": "10.0.0.5"}]
+    assert status["daemonEndpoints"] == {"kubeletEndpoint": {"Port": 10250}}
+    assert status["allocatable"] == {"cpu": "4", "pods": "10"}
+    assert {k for k, v in status["nodeInfo"].items() if not v} == {"kubeProxyVersion"}
+
+
+def test_unhealthy_backend_is_not_ready_and_offers_no_pods():
+    status = node_status(
+        IDENTITY, Health(False, "ssh: connection refused"), {"pods": "10"}, {}, NOW
+    )
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert ready["status"] == "False"
+    assert "ssh: connection refused" in ready["message"]
+    assert status["allocatable"]["pods"] == "0"
+    assert status["capacity"]["pods"] == "10"
+
+
+def test_transition_time_is_kept_while_ready_holds():
+    first = node_status(IDENTITY, Health(True), {}, {}, NOW)
+    previous = {c["type"]: c for c in first["conditions"]}
+    later = node_status(
+        IDENTITY, Health(True), {}, previous, datetime(2026, 11, 25, 13, tzinfo=UTC)
+    )
+    ready = {c["type"]: c for c in later["conditions"]}["Ready"]
+    assert ready["lastTransitionTime"] == "2026-11-25T12:00:00Z"
+    assert ready["lastHeartbeatTime"] == "2026-11-25T13:00:00Z"
+
+
+def test_capacity_from_the_backend_overrides_the_config():
+    config = NodeConfig(capacity={"cpu": "1", "memory": "1Gi", "pods": "5", "example.com/x": "2"})
+    assert capacity(config, None) == config.capacity
+    assert capacity(config, Capacity(cpu_millis=64000, memory_bytes=1024, pods=100, gpus=4)) == {
+        "cpu": "64000m",
+        "memory": "1024",
+        "pods": "100",
+        "example.com/x": "2",
+        "nvidia.com/gpu": "4",
+    }
+
+
+def test_merged_taints_keep_what_others_added():
+    unreachable = {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}
+    old_own = {"key": "virtual-kubelet.io/provider", "value": "podman", "effect": "NoSchedule"}
+    new_own = {"key": "virtual-kubelet.io/provider", "value": "slurm", "effect": "NoSchedule"}
+    assert merged_taints([unreachable, old_own], [new_own]) == [unreachable, new_own]
