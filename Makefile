@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The Go toolchain builds the Kubernetes test binaries; it lives here on these machines.
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
 
-.PHONY: install system-deps lint unit integration test kube-binaries testbed-up testbed-down clean bench
+.PHONY: install system-deps lint unit integration test kube-binaries testbed-up testbed-down clean bench demo
 
 install: $(STAMP)
 
@@ -49,6 +49,11 @@ testbed-down: install
 
 clean: testbed-down
 	rm -rf .testbed $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# The first thing to try: a Podman-backed node runs an example pod; logs via kubectl.
+demo: install kube-binaries
+	$(BIN)/python -m vkpy.testing up
+	bash scripts/demo.sh
 
 # Speed and scale of the agent with an instant backend on the real control plane.
 bench: install kube-binaries

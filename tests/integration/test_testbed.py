@@ -135,3 +135,12 @@ def test_env_sh_points_the_command_line_tools_at_the_testbed(testbed):
     out = subprocess.run(["bash", "-c", script], env=clean_env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["namespace/default", "debug*", "ok"]
+
+
+def test_testbed_writes_a_valid_podman_agent_config(testbed):
+    from vkpy.config import load
+
+    settings = load(testbed.state / "podman.yaml")
+    assert settings.backend.kind == "podman"
+    assert settings.backend.socket == str(testbed.podman.socket)
+    assert settings.kubelet_api.serving_certificate == "csr"

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from vkpy.testing import podman, slurm, sshd
 from vkpy.testing.controlplane import ControlPlane, ControlPlanePorts, ControlPlaneRunner
 from vkpy.testing.processes import Supervisor
@@ -43,6 +45,33 @@ class Endpoints:
             "VKPY_TESTBED_KNOWN_HOSTS": str(self.ssh.known_hosts),
             "VKPY_TESTBED_PODMAN_URL": self.podman.url,
         }
+
+
+def podman_agent_config(endpoints: Endpoints) -> dict[str, object]:
+    """A ready agent config for the testbed's Podman: `vkpy run --config .testbed/podman.yaml`."""
+    return {
+        "node": {"name": "vkpy-podman"},
+        "kubelet_api": {
+            "address": "127.0.0.1",
+            "port": 10250,
+            # The testbed's controller-manager signs approved kubelet-serving CSRs with the
+            # cluster CA; the admin kubeconfig may approve the agent's own.
+            "serving_certificate": "csr",
+            "approve_own_csr": True,
+        },
+        "backend": {
+            "kind": "podman",
+            "socket": str(endpoints.podman.socket),
+            "containers_conf": str(endpoints.podman.containers_conf),
+        },
+    }
+
+
+def write_agent_configs(endpoints: Endpoints) -> None:
+    header = "# Written by `make testbed-up`; use with: vkpy run --config THIS --node-name NAME\n"
+    (endpoints.state / "podman.yaml").write_text(
+        header + yaml.safe_dump(podman_agent_config(endpoints), sort_keys=False)
+    )
 
 
 def default_state_dir() -> Path:
@@ -80,6 +109,7 @@ class Testbed:
         timings["slurm+sshd"] = time.monotonic() - mark
         endpoints = Endpoints(self.state, cluster, pod_runtime, batch, login, timings)
         self._write_env(endpoints)
+        write_agent_configs(endpoints)
         return endpoints
 
     def _write_env(self, endpoints: Endpoints) -> None:
