@@ -17,8 +17,9 @@ from pathlib import Path
 
 from vkpy.agent import Agent, install_signal_handlers
 from vkpy.config import load
-from vkpy.kube.client import Kube, connect, resource_of
+from vkpy.kube.client import Kube, connect
 from vkpy.logsetup import configure
+from vkpy.metrics import api_request_labels
 from vkpy.testing.instant import InstantBackend
 
 
@@ -36,7 +37,8 @@ async def main(node: str, stats_file: Path) -> None:
     requests: Counter[str] = Counter()
 
     def count(method: str, path: str) -> None:
-        requests[f"{method} {resource_of(path)}"] += 1
+        verb, resource_name = api_request_labels(method, path)
+        requests[f"{verb} {resource_name}"] += 1
 
     settings = load(None, {"node": {"name": node}, "kubelet_api": {"port": 10259}})
     kube = Kube(await connect(None), on_request=count)

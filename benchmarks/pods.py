@@ -27,7 +27,7 @@ from vkpy.testing.testbed import Testbed
 
 PODS = int(os.environ.get("BENCH_PODS", "1000"))
 NAMESPACE = "default"
-WRITES = ("PATCH pods/status", "POST pods/status", "PUT pods/status")
+WRITES = ("patch pods/status", "update pods/status")
 
 
 def pod(node: str, run: str, index: int) -> dict[str, Any]:

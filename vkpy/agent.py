@@ -22,6 +22,7 @@ from vkpy.events import EventRecorder
 from vkpy.kube.client import Kube
 from vkpy.kube.watching import watch_forever
 from vkpy.lease import LeaseKeeper
+from vkpy.metrics import count_watch_restart
 from vkpy.node import NodeIdentity, NodeReporter, capacity
 from vkpy.pods import PodController
 
@@ -125,6 +126,7 @@ class Agent:
             "/api/v1/pods",
             {"fieldSelector": f"spec.nodeName={self.identity.name}"},
             self.pods.handle,
+            on_restart=lambda: count_watch_restart("pods"),
         )
         loops: dict[str, Coroutine[Any, Any, None]] = {
             "lease": lease.run(),
@@ -133,6 +135,7 @@ class Agent:
             "backend-poll": self.pods.poll_forever(),
             "pod-resync": self.pods.resync_forever(),
             "events": self.events.run(),
+            "pod-phase-gauge": self.pods.report_phases_forever(),
         }
         logger.info(
             "node %s ready: backend %s, kubelet API at %s:%d",

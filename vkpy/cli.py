@@ -57,9 +57,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 async def _run(settings: Settings, kubeconfig: Path | None) -> None:
     from vkpy.agent import Agent, install_signal_handlers
     from vkpy.kube.client import Kube, connect
+    from vkpy.metrics import count_kube_request
     from vkpy.wiring import build_backend
 
-    kube = Kube(await connect(kubeconfig))
+    kube = Kube(await connect(kubeconfig), on_request=count_kube_request)
     try:
         agent = Agent(settings, kube, build_backend(settings))
         install_signal_handlers(agent)

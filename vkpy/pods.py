@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +43,7 @@ from vkpy.events import EventRecorder
 from vkpy.kube.client import Kube
 from vkpy.kube.times import parse
 from vkpy.kube.watching import Change, Event, Snapshot
+from vkpy.metrics import backend_call, reconcile_timer, set_pod_phases
 from vkpy.podstatus import TERMINAL_PHASES, Observation, pod_status, same_status
 from vkpy.resolve import fetch_sources, pod_spec
 
@@ -105,7 +105,6 @@ class PodController:
         node_ip: str,
         poll_seconds: float,
         resync_seconds: float,
-        on_reconcile: Callable[[float], None] | None = None,
     ) -> None:
         self.kube = kube
         self.backend = backend
@@ -117,13 +116,14 @@ class PodController:
         self.tracked: dict[str, Tracked] = {}
         self.orphans: dict[str, PodRun] = {}  # backend pods without an API pod (yet)
         self._synced = False  # a first pod listing has been handled
-        self._on_reconcile = on_reconcile
 
     # ------------------------------------------------------------ inputs
 
     async def adopt(self) -> None:
         """Before the first listing: learn what the backend runs already."""
-        for uid, run in (await self.backend.list()).items():
+        with backend_call("list"):
+            runs = await self.backend.list()
+        for uid, run in runs.items():
             self.orphans[uid] = run
 
     async def handle(self, change: Change) -> None:
@@ -185,7 +185,8 @@ class PodController:
 
     async def poll(self) -> None:
         """Read every pod's backend record in one call and mark those that changed."""
-        runs = await self.backend.list()
+        with backend_call("list"):
+            runs = await self.backend.list()
         for uid, entry in list(self.tracked.items()):
             self._observe(uid, entry, runs.get(uid))
         for uid, run in runs.items():
@@ -219,6 +220,11 @@ class PodController:
             for uid in list(self.tracked):
                 self.mark(uid)
 
+    async def report_phases_forever(self, every: float = 5.0) -> None:
+        while True:
+            set_pod_phases(self.phase_counts())
+            await asyncio.sleep(every)
+
     # ------------------------------------------------------------ workers
 
     def mark(self, uid: str) -> None:
@@ -238,9 +244,9 @@ class PodController:
         entry = self.tracked[uid]
         while entry.dirty:
             entry.dirty = False
-            began = time.monotonic()
             try:
-                await self._reconcile(uid, entry)
+                with reconcile_timer():
+                    await self._reconcile(uid, entry)
             except asyncio.CancelledError:
                 raise
             except (KubeApiError, BackendError) as exc:
@@ -251,8 +257,6 @@ class PodController:
             except Exception:
                 logger.exception("pod %s: unexpected failure; retrying in 30s", uid)
                 self._later(uid, entry, 30.0)
-            if self._on_reconcile is not None:
-                self._on_reconcile(time.monotonic() - began)
         if (
             uid in self.tracked
             and self.tracked[uid] is entry
@@ -283,7 +287,8 @@ class PodController:
         try:
             sources = await fetch_sources(self.kube, pod)
             spec = pod_spec(pod, sources, node_ip=self.node_ip)
-            await self.backend.create(spec)
+            with backend_call("create"):
+                await self.backend.create(spec)
         except PodConfigError as exc:
             entry.waiting = Waiting(exc.reason, str(exc))
             self.events.pod(pod, "Warning", "Failed", f"Error: {exc}")
@@ -373,7 +378,8 @@ class PodController:
         self, uid: str, entry: Tracked, *, grace: int, keep: bool = False
     ) -> None:
         if entry.created:
-            await self.backend.delete(uid, grace_seconds=grace)
+            with backend_call("delete"):
+                await self.backend.delete(uid, grace_seconds=grace)
             entry.created = False
             if entry.run is not None:
                 now = datetime.now(UTC)

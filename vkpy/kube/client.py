@@ -175,20 +175,6 @@ class Kube:
             response.release()
 
 
-def resource_of(path: str) -> str:
-    """The resource (with subresource) a request path names: pods, pods/status, leases...
-
-    /api/v1/namespaces/ns/pods/name/status -> pods/status; /api/v1/nodes -> nodes.
-    """
-    parts = [p for p in path.split("?", 1)[0].split("/") if p]
-    parts = parts[2:] if parts[:1] == ["api"] else parts[3:]  # drop api/v1 or apis/group/v1
-    if len(parts) >= 2 and parts[0] == "namespaces" and len(parts) != 2:
-        parts = parts[2:]
-    if not parts:
-        return "unknown"
-    return parts[0] + (f"/{parts[2]}" if len(parts) > 2 else "")
-
-
 def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
