@@ -73,9 +73,28 @@ class Tracked:
     deleted: bool = False  # the final grace-0 delete was sent
 
 
-def _key(pod: JSON) -> str:
-    meta = pod["metadata"]
-    return f"{meta['namespace']}/{meta['name']} ({meta['uid']})"
+class PodLog(logging.LoggerAdapter[logging.Logger]):
+    """Stamps every record with the pod it is about (and its backend job id)."""
+
+    def process(self, msg: str, kwargs: Any) -> tuple[str, Any]:
+        extra = self.extra or {}
+        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
+        where = f"{extra.get('pod_namespace')}/{extra.get('pod_name')}"
+        return f"pod {where}: {msg}", kwargs
+
+
+def pod_log(entry: Tracked, uid: str) -> PodLog:
+    meta = (entry.pod or {}).get("metadata") or {}
+    run = entry.run
+    return PodLog(
+        logger,
+        {
+            "pod_namespace": meta.get("namespace") or (run.namespace if run else ""),
+            "pod_name": meta.get("name") or (run.name if run else ""),
+            "pod_uid": uid,
+            "job_id": run.job_id if run else "",
+        },
+    )
 
 
 def _killed(status: ContainerStatus, now: datetime) -> ContainerStatus:
@@ -157,7 +176,7 @@ class PodController:
             adopted = self.orphans.pop(uid, None)
             if adopted is not None:
                 entry.run, entry.created = adopted, True
-                logger.info("adopted %s from the backend (%s)", _key(pod), adopted.job_id)
+                pod_log(entry, uid).info("adopted from the backend (job %s)", adopted.job_id)
         else:
             entry.pod = pod
         self.mark(uid)
@@ -252,10 +271,10 @@ class PodController:
             except (KubeApiError, BackendError) as exc:
                 entry.attempts += 1
                 delay = min(0.5 * 2 ** min(entry.attempts, 8), 60.0)
-                logger.warning("pod %s: %s; retrying in %.1fs", uid, exc, delay)
+                pod_log(entry, uid).warning("%s; retrying in %.1fs", exc, delay)
                 self._later(uid, entry, delay)
             except Exception:
-                logger.exception("pod %s: unexpected failure; retrying in 30s", uid)
+                pod_log(entry, uid).exception("unexpected failure; retrying in 30s")
                 self._later(uid, entry, 30.0)
         if (
             uid in self.tracked
@@ -314,7 +333,7 @@ class PodController:
             self._retry_later(uid, entry)
             return
         entry.created, entry.waiting, entry.attempts = True, None, 0
-        logger.info("created %s in %s", _key(pod), self.backend.kind)
+        pod_log(entry, uid).info("created in %s", self.backend.kind)
 
     def _retry_later(self, uid: str, entry: Tracked) -> None:
         delay = restart_delay(entry.attempts)
@@ -438,7 +457,7 @@ class PodController:
             if exc.status not in (404, 409):
                 raise
         entry.deleted = True
-        logger.info("deleted %s", _key(pod))
+        pod_log(entry, uid).info("deleted")
 
     # ------------------------------------------------------------ queries
 
