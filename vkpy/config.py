@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -89,6 +96,35 @@ class KubeletApiConfig(_Strict):
         description="CA for client certificates (the apiserver's kubelet client). "
         "Default: the cluster CA from the kubeconfig or service account.",
     )
+    serving_dns_names: list[str] = Field(
+        default_factory=list,
+        description="DNS names the serving certificate names besides the node's IP "
+        "address (for 'csr' and 'self-signed').",
+    )
+    csr_expiration_seconds: int | None = Field(
+        None,
+        ge=600,
+        description="Lifetime to ask for in the serving CSR (spec.expirationSeconds); "
+        "unset: the signer's default (a year). Renewed at 80 % of the lifetime.",
+    )
+    health_address: str = Field(
+        "127.0.0.1", description="Address of the plain-HTTP /healthz and /metrics listener."
+    )
+    health_port: int = Field(
+        10248,
+        ge=0,
+        le=65535,
+        description="Port of the plain-HTTP /healthz and /metrics listener, without "
+        "authentication, for probes and scrapers (like the kubelet's healthz port); 0 = off.",
+    )
+
+    @model_validator(mode="after")
+    def _files_given(self) -> KubeletApiConfig:
+        if self.serving_certificate == "files" and (
+            self.cert_file is None or self.key_file is None
+        ):
+            raise ValueError("serving_certificate 'files' needs cert_file and key_file")
+        return self
 
 
 class PodmanConfig(_Strict):
@@ -110,6 +146,27 @@ class PodmanConfig(_Strict):
     )
     resync_seconds: float = Field(
         60.0, gt=0, description="Full status resync period, a safety net under the events."
+    )
+    state_dir: Path | None = Field(
+        None,
+        description="Directory for each pod's files: staged ConfigMap/Secret volumes, "
+        "emptyDirs and the container specs restarts are made from (mode 0700 per pod). "
+        "Unset: /var/lib/vkpy/podman as root, else ~/.local/state/vkpy/podman.",
+    )
+    memory_dir: Path = Field(
+        Path("/dev/shm/vkpy-podman"),  # noqa: S108 - tmpfs by design; per-pod dirs are 0700
+        description="Directory on a tmpfs for emptyDir volumes with medium Memory "
+        "(shared by the pod's containers; sizeLimit is not enforced).",
+    )
+    api_timeout_seconds: float = Field(
+        30.0, gt=0, description="Timeout of one Podman API call (streams and pulls excepted)."
+    )
+    pull_timeout_seconds: float = Field(600.0, gt=0, description="Timeout of one image pull.")
+    max_pods: int = Field(
+        110,
+        ge=1,
+        description="Pods the node accepts; reported with the host's CPU and memory "
+        "as the node's capacity.",
     )
 
 
