@@ -40,7 +40,14 @@ async def main(node: str, stats_file: Path) -> None:
         verb, resource_name = api_request_labels(method, path)
         requests[f"{verb} {resource_name}"] += 1
 
-    settings = load(None, {"node": {"name": node}, "kubelet_api": {"port": 10259}})
+    settings = load(
+        None,
+        {
+            "node": {"name": node},
+            "state_dir": str(stats_file.parent / node),
+            "kubelet_api": {"port": 0, "health_port": 0},
+        },
+    )
     kube = Kube(await connect(None), on_request=count)
     agent = Agent(settings, kube, InstantBackend())
     install_signal_handlers(agent)

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 import uuid
 from collections.abc import Awaitable, Coroutine
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from vkpy.backend import Backend, Health, PodNotifier
+from vkpy.backend import Backend, Health, LogReader, PodNotifier
 from vkpy.config import Settings
-from vkpy.errors import BackendError
+from vkpy.errors import BackendError, ConfigError
 from vkpy.events import EventRecorder
 from vkpy.kube.client import Kube
 from vkpy.kube.watching import watch_forever
+from vkpy.kubeletapi import KubeletApiServer, WebhookAuth, serving_certificate
 from vkpy.lease import LeaseKeeper
 from vkpy.metrics import count_watch_restart
 from vkpy.node import NodeIdentity, NodeReporter, capacity
@@ -36,6 +40,27 @@ def advertised_address(settings: Settings) -> str:
         return settings.node.advertise_address
     address = settings.kubelet_api.address
     return "127.0.0.1" if address in ("0.0.0.0", "::", "") else address  # noqa: S104
+
+
+def state_directory(settings: Settings) -> Path:
+    if settings.state_dir is not None:
+        return settings.state_dir
+    base = Path("/var/lib/vkpy") if os.geteuid() == 0 else Path.home() / ".local/state/vkpy"
+    return base / settings.node.name
+
+
+def client_ca(settings: Settings, kube: Kube) -> bytes | None:
+    """The CA that signs the apiserver's kubelet client certificate: configured, else the
+    cluster CA the agent itself trusts."""
+    path = settings.kubelet_api.client_ca_file or kube.ca_file
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"kubelet_api.client_ca_file: cannot read {path}: {exc.strerror}"
+        ) from exc
 
 
 class Agent:
@@ -67,6 +92,24 @@ class Agent:
             health=self._health,
             resources=self._resources,
             interval=settings.node_status_seconds,
+        )
+        self.certificate = serving_certificate(
+            settings.kubelet_api,
+            kube=kube,
+            node_name=settings.node.name,
+            ip_addresses=[self.identity.address],
+            state_dir=state_directory(settings),
+            client_ca=client_ca(settings, kube),
+        )
+        self.server = KubeletApiServer(
+            node_name=settings.node.name,
+            config=settings.kubelet_api,
+            tls=self.certificate,
+            auth=WebhookAuth(kube, node_name=settings.node.name),
+            find_pod=self.pods.find,
+            list_pods=self.pods.pods,
+            logs=backend if isinstance(backend, LogReader) else None,
+            healthy=lambda: self._health_seen is None or self._health_seen.ok,
         )
         self._health_seen: Health | None = None
         self._capacity: tuple[float, dict[str, str]] | None = None
@@ -101,8 +144,14 @@ class Agent:
     async def run(self) -> None:
         await self.backend.start()
         try:
+            await self.server.start()
+            if self.server.port is not None and self.server.port != self.identity.port:
+                # Port 0 in the config: advertise the port the system picked.
+                self.identity = replace(self.identity, port=self.server.port)
+                self.reporter.identity = self.identity
             await self._serve()
         finally:
+            await self.server.close()
             await self.pods.close()
             await self.events.flush()
             await self.backend.close()
@@ -130,6 +179,7 @@ class Agent:
         )
         loops: dict[str, Coroutine[Any, Any, None]] = {
             "lease": lease.run(),
+            "serving-certificate": self.certificate.run(),
             "node-status": self.reporter.run(),
             "pod-watch": watch,
             "backend-poll": self.pods.poll_forever(),

@@ -77,7 +77,9 @@ class NodeConfig(_Strict):
 
 class KubeletApiConfig(_Strict):
     address: str = Field("127.0.0.1", description="Address the kubelet API listens on.")
-    port: int = Field(10250, ge=1, le=65535, description="Port of the kubelet API (HTTPS).")
+    port: int = Field(
+        10250, ge=0, le=65535, description="Port of the kubelet API (HTTPS); 0 picks a free one."
+    )
     serving_certificate: Literal["files", "csr", "self-signed"] = Field(
         "csr",
         description="Where the serving certificate comes from: cert_file/key_file, a "
@@ -183,6 +185,11 @@ class Settings(BaseSettings):
     node: NodeConfig = Field(default_factory=NodeConfig)  # type: ignore[arg-type]
     kubelet_api: KubeletApiConfig = Field(default_factory=KubeletApiConfig)  # type: ignore[arg-type]
     backend: BackendConfig = Field(default_factory=PodmanConfig)  # type: ignore[arg-type]
+    state_dir: Path | None = Field(
+        None,
+        description="Directory for the agent's own state (the serving key and certificate). "
+        "Unset: /var/lib/vkpy/<node> as root, else ~/.local/state/vkpy/<node>.",
+    )
     lease_duration_seconds: int = Field(40, ge=10, description="Node Lease duration.")
     lease_renew_seconds: float = Field(10.0, gt=0, description="How often the Lease is renewed.")
     node_status_seconds: float = Field(

@@ -461,12 +461,12 @@ class PodController:
 
     # ------------------------------------------------------------ queries
 
-    def find(self, namespace: str, name: str) -> str | None:
-        """The UID of this node's pod namespace/name, for the kubelet API."""
-        for uid, entry in self.tracked.items():
+    def find(self, namespace: str, name: str) -> JSON | None:
+        """This node's pod namespace/name, for the kubelet API."""
+        for entry in self.tracked.values():
             meta = (entry.pod or {}).get("metadata") or {}
             if meta.get("namespace") == namespace and meta.get("name") == name:
-                return uid
+                return entry.pod
         return None
 
     def pods(self) -> list[JSON]:

@@ -28,18 +28,16 @@ async def kube(kube_api: ApiClient):
     return Kube(kube_api)
 
 
+def settings_for(name, tmp_path, **more):
+    overrides = {"node": {"name": name}, "state_dir": str(tmp_path)}
+    overrides["kubelet_api"] = {"port": 0, "health_port": 0}
+    return load(None, {**overrides, **more})
+
+
 @pytest.fixture
-async def agent(kube):
+async def agent(kube, tmp_path):
     name = f"instant-{uuid.uuid4().hex[:6]}"
-    settings = load(
-        None,
-        {
-            "node": {"name": name},
-            "lease_renew_seconds": 1,
-            "status_poll_seconds": 0.5,
-            "kubelet_api": {"port": 10251},
-        },
-    )
+    settings = settings_for(name, tmp_path, lease_renew_seconds=1, status_poll_seconds=0.5)
     backend = InstantBackend()
     agent = Agent(settings, kube, backend)
     task = asyncio.create_task(agent.run())
@@ -73,7 +71,7 @@ async def test_node_registration_labels_taint_lease(kube, agent):
         "effect": "NoSchedule",
     } in node["spec"]["taints"]
     assert node["status"]["addresses"] == [{"type": "InternalIP", "address": "127.0.0.1"}]
-    assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10251
+    assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == agent.server.port
     assert parse_quantity(node["status"]["capacity"]["pods"]) == 5000
     assert {c["type"] for c in node["status"]["conditions"]} == {
         "Ready",
@@ -190,17 +188,11 @@ async def _gone(kube, name):
     return False
 
 
-async def test_stopped_agent_goes_unknown_and_a_restart_adopts_without_a_second_create(kube):
+async def test_stopped_agent_goes_unknown_and_a_restart_adopts_without_a_second_create(
+    kube, tmp_path
+):
     name = f"instant-{uuid.uuid4().hex[:6]}"
-    settings = load(
-        None,
-        {
-            "node": {"name": name},
-            "lease_renew_seconds": 1,
-            "status_poll_seconds": 0.5,
-            "kubelet_api": {"port": 10251},
-        },
-    )
+    settings = settings_for(name, tmp_path, lease_renew_seconds=1, status_poll_seconds=0.5)
     backend = InstantBackend()
     first = Agent(settings, kube, backend)
     task = asyncio.create_task(first.run())
@@ -242,9 +234,9 @@ async def test_stopped_agent_goes_unknown_and_a_restart_adopts_without_a_second_
             await kube.delete(f"/api/v1/nodes/{name}")
 
 
-async def test_orphaned_backend_pods_are_removed_on_start(kube):
+async def test_orphaned_backend_pods_are_removed_on_start(kube, tmp_path):
     name = f"instant-{uuid.uuid4().hex[:6]}"
-    settings = load(None, {"node": {"name": name}, "kubelet_api": {"port": 10251}})
+    settings = settings_for(name, tmp_path)
     backend = InstantBackend()
     await backend.create(
         PodSpec(

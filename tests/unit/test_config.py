@@ -35,6 +35,7 @@ def test_defaults_are_usable_without_a_file(monkeypatch):
     [
         ("node: {name: Not_A_DNS_Name}", "node.name: String should match pattern"),
         ("backend: {kind: lsf}", "backend: Input tag 'lsf' found using 'kind'"),
+        ("kubelet_api: {port: -1}", "kubelet_api.port: Input should be greater than or equal to 0"),
         (
             "kubelet_api: {port: 70000}",
             "kubelet_api.port: Input should be less than or equal to 65535",
