@@ -1,0 +1,5 @@
+"""Backends: one package per system that runs pods (Podman now; Slurm and HTCondor next).
+
+Each implements `vkpy.backend.Backend` and whichever optional capabilities it can
+(`PodNotifier`, `LogReader`); `vkpy.testing.contract` holds the checks they all pass.
+"""

@@ -1,0 +1,380 @@
+"""Keeps the node's Podman pods moving: Podman's events in, `PodRun`s out, next steps done.
+
+Each event marks its pod dirty; one refresher lists the dirty pods' containers (one
+call for one pod or for the node), publishes every changed `PodRun` to the callbacks,
+and asks `progress.plan` what the pod needs. Immediate steps (start, restart, remove,
+stop at the deadline) run in one task per pod, under the pod's lock, after a fresh look;
+later ones (a back-off's end, the deadline) set a timer for the pod. A full resync every
+``resync_seconds`` is the safety net under the events, and runs whenever the event
+stream (re)connects, which is also how a starting backend adopts what runs already.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vkpy.backend import PodRun
+from vkpy.backends.podman import observed, progress, spec, status, volumes
+from vkpy.backends.podman.api import JSON, PodmanApi
+from vkpy.errors import BackendError, BackendUnavailable, PodNotFound
+
+logger = logging.getLogger(__name__)
+
+EVENT_ACTIONS = ("create", "start", "died", "remove")
+TIMER_SLACK = 0.05  # wake a hair after a due time, so "due <= now" holds
+RETRY_PAUSE = 1.0
+DEBOUNCE = 0.05
+EVENTS_BACKOFF_MAX = 30.0
+
+
+async def guard(coroutine: Coroutine[Any, Any, None], what: str) -> None:
+    """Run a background task: log its failure, never swallow its cancellation."""
+    try:
+        await coroutine
+    except asyncio.CancelledError:
+        raise
+    except BackendError as exc:
+        logger.warning("%s failed: %s", what, exc)
+    except Exception:
+        logger.exception("%s failed", what)
+
+
+class Driver:
+    def __init__(
+        self,
+        api: PodmanApi,
+        *,
+        node: str,
+        state_dir: Path,
+        delay: Callable[[int], float],
+        resync_seconds: float,
+    ) -> None:
+        self.api = api
+        self.node = node
+        self.state_dir = state_dir
+        self.delay = delay
+        self.resync_seconds = resync_seconds
+        self.callbacks: list[Callable[[PodRun], None]] = []
+        self.pod_ips: dict[str, str | None] = {}
+        self._published: dict[str, PodRun] = {}
+        self._endings: dict[str, observed.Ending] = {}  # by container ID: an ending is final
+        self._start_errors: dict[str, tuple[str, datetime]] = {}  # by container ID
+        self._specs: dict[str, dict[str, JSON]] = {}
+        self._specless: set[tuple[str, str]] = set()  # told already: cannot restart
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._deleting: set[str] = set()
+        self._acting: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
+        self._dirty: set[str] = set()
+        self._dirty_all = False
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    def start(self) -> None:
+        self._closing = False
+        for coroutine, what in (
+            (self._refresher(), "the status refresher"),
+            (self._watch_events(), "the Podman event watcher"),
+            (self._resync(), "the periodic resync"),
+        ):
+            self._tasks.append(asyncio.create_task(guard(coroutine, what)))
+
+    async def stop(self) -> None:
+        self._closing = True
+        tasks = [*self._tasks, *self._acting.values()]
+        self._tasks.clear()
+        self._acting.clear()
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------ per pod
+
+    def lock(self, uid: str) -> asyncio.Lock:
+        """Held while a pod is created, acted on or deleted."""
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    def remember(self, uid: str, bodies: dict[str, JSON]) -> None:
+        """The container bodies of a pod just created, for its restarts."""
+        self._specs[uid] = bodies
+
+    def deleting(self, uid: str) -> None:
+        """From now on, leave the pod alone: it is being deleted."""
+        self._deleting.add(uid)
+        self._cancel_timer(uid)
+
+    def deleted(self, uid: str) -> None:
+        self._deleting.discard(uid)
+        self.forget(uid)
+
+    def forget(self, uid: str) -> None:
+        self._published.pop(uid, None)
+        self.pod_ips.pop(uid, None)
+        self._specs.pop(uid, None)
+        self._specless = {key for key in self._specless if key[0] != uid}
+        self._cancel_timer(uid)
+        lock = self._locks.get(uid)
+        if lock is not None and not lock.locked():
+            del self._locks[uid]
+
+    # ------------------------------------------------------------ observing Podman
+
+    async def observe(self, uid: str | None) -> dict[str, observed.PodState]:
+        """The node's pods (or one pod) as Podman holds them: one list call, plus one
+        inspect per container instance that ended since we last looked."""
+        labels = {spec.NODE: self.node}
+        if uid is not None:
+            labels[spec.UID] = uid
+        entries = await self.api.list_containers(labels)
+        instances = [i for i in map(observed.from_list_entry, entries) if i is not None]
+        await asyncio.gather(
+            *(self._read_ending(i.id) for i in instances if i.ended and i.id not in self._endings),
+            *(
+                self._read_pod_ip(i)
+                for i in instances
+                if i.infra and i.running and i.uid not in self.pod_ips
+            ),
+        )
+        seen: list[observed.Instance] = []
+        for listed in instances:
+            ending = self._endings.get(listed.id)
+            start_error = self._start_errors.get(listed.id)
+            if listed.ended and ending is not None:
+                seen.append(observed.with_ending(listed, ending))
+            elif listed.not_started and start_error is not None:
+                seen.append(observed.with_start_error(listed, *start_error))
+            else:
+                seen.append(listed)
+        if uid is None:  # a full view: forget what is gone
+            ids = {i.id for i in instances}
+            for cache in (self._endings, self._start_errors):
+                for gone in set(cache) - ids:
+                    del cache[gone]
+        return observed.group(seen)
+
+    async def _read_ending(self, container_id: str) -> None:
+        with contextlib.suppress(PodNotFound):  # removed meanwhile: nothing to report
+            inspect = await self.api.inspect_container(container_id)
+            self._endings[container_id] = observed.ending_from_inspect(inspect)
+
+    async def _read_pod_ip(self, infra: observed.Instance) -> None:
+        with contextlib.suppress(PodNotFound):
+            inspect = await self.api.inspect_container(infra.id)
+            settings = inspect.get("NetworkSettings") or {}
+            address = settings.get("IPAddress") or ""
+            for network in (settings.get("Networks") or {}).values():
+                address = address or (network or {}).get("IPAddress") or ""
+            self.pod_ips[infra.uid] = address or None
+
+    def _publish(self, run: PodRun) -> None:
+        if self._published.get(run.uid) == run:
+            return
+        self._published[run.uid] = run
+        for callback in list(self.callbacks):
+            try:
+                callback(run)
+            except Exception:
+                logger.exception("an on_change callback failed for pod uid %s", run.uid)
+
+    # ------------------------------------------------------------ refreshing
+
+    def mark(self, uid: str) -> None:
+        self._dirty.add(uid)
+        self._wake.set()
+
+    def mark_all(self) -> None:
+        self._dirty_all = True
+        self._wake.set()
+
+    async def _refresher(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(DEBOUNCE)  # Podman writes events in bursts: take them together
+            self._wake.clear()
+            everything, uids = self._dirty_all, self._dirty
+            self._dirty_all, self._dirty = False, set()
+            try:
+                if everything:
+                    await self._refresh(None, None)
+                elif len(uids) == 1:
+                    await self._refresh(next(iter(uids)), uids)
+                elif uids:
+                    await self._refresh(None, uids)
+            except Exception as exc:
+                if isinstance(exc, BackendError):
+                    logger.warning("refreshing pod status failed: %s", exc)
+                else:
+                    logger.exception("refreshing pod status failed")
+                await asyncio.sleep(RETRY_PAUSE)
+                self._dirty_all = self._dirty_all or everything
+                self._dirty |= uids
+                self._wake.set()
+
+    async def _refresh(self, uid: str | None, only: set[str] | None) -> None:
+        pods = await self.observe(uid)
+        now = time.time()
+        for pod_uid in only if only is not None else set(pods) | set(self._published):
+            pod = pods.get(pod_uid)
+            if pod is None:
+                self.forget(pod_uid)
+                continue
+            if pod_uid in self._deleting:
+                continue
+            ip = self.pod_ips.get(pod_uid)
+            self._publish(status.pod_run(pod, now=now, delay=self.delay, pod_ip=ip))
+            plan = progress.plan(pod, now=now, delay=self.delay)
+            if plan.immediate:
+                self.kick(pod_uid)
+            elif plan.wake_at is not None:
+                self._schedule(pod_uid, plan.wake_at)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_seconds)
+            self.mark_all()
+
+    async def _watch_events(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                async with self.api.events(
+                    labels={spec.NODE: self.node}, actions=EVENT_ACTIONS
+                ) as stream:
+                    backoff = 0.5
+                    self.mark_all()  # whatever happened while we were not listening
+                    async for event in stream:
+                        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                        uid = attributes.get(spec.UID)
+                        if uid and attributes.get(spec.NODE) == self.node:
+                            self.mark(uid)
+                logger.warning("the Podman event stream ended; reconnecting")
+            except BackendError as exc:
+                logger.warning("Podman event stream: %s; reconnecting in %.1fs", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, EVENTS_BACKOFF_MAX)
+
+    # ------------------------------------------------------------ acting
+
+    def kick(self, uid: str) -> None:
+        """Act on the pod now, or right after the action already under way."""
+        if self._closing or uid in self._deleting:
+            return
+        running = self._acting.get(uid)
+        if running is not None and not running.done():
+            self._again.add(uid)
+            return
+        task = asyncio.create_task(guard(self.act(uid), f"acting on pod uid {uid}"))
+        self._acting[uid] = task
+        task.add_done_callback(lambda done: self._acted(uid, done))
+
+    def _acted(self, uid: str, task: asyncio.Task[None]) -> None:
+        if self._acting.get(uid) is task:
+            del self._acting[uid]
+        if uid in self._again:
+            self._again.discard(uid)
+            self.kick(uid)
+
+    def _schedule(self, uid: str, at: float) -> None:
+        current = self._timers.get(uid)
+        if current is not None:
+            if current[0] <= at:
+                return  # an earlier wake-up plans again anyway
+            current[1].cancel()
+        delay = max(at - time.time(), 0.0) + TIMER_SLACK
+        handle = asyncio.get_running_loop().call_later(delay, self._timer_fired, uid)
+        self._timers[uid] = (at, handle)
+
+    def _timer_fired(self, uid: str) -> None:
+        self._timers.pop(uid, None)
+        self.kick(uid)
+
+    def _cancel_timer(self, uid: str) -> None:
+        current = self._timers.pop(uid, None)
+        if current is not None:
+            current[1].cancel()
+
+    async def act(self, uid: str) -> None:
+        """Do what the pod needs next, judged from a fresh look under the pod's lock."""
+        async with self.lock(uid):
+            if uid in self._deleting:
+                return
+            pod = (await self.observe(uid)).get(uid)
+            if pod is None:
+                return
+            plan = progress.plan(pod, now=time.time(), delay=self.delay)
+            where = f"{pod.namespace}/{pod.name}"
+            for old in plan.remove:
+                with contextlib.suppress(PodNotFound):
+                    await self.api.remove_container(old.id)
+            if plan.stop_all:
+                logger.info("pod %s (uid %s) passed its active deadline: stopping it", where, uid)
+                await self.api.stop_pod(pod.pod, grace_seconds=pod.grace_seconds)
+            failed = False
+            for instance in plan.start:
+                failed |= not await self._start(where, instance.id, instance.container)
+            for history in plan.restart:
+                failed |= not await self._restart(pod, history)
+            if plan.wake_at is not None:
+                self._schedule(uid, plan.wake_at)
+        if failed:  # no event tells of a start that never happened
+            self.mark(uid)
+
+    async def _start(self, where: str, container_id: str, container: str) -> bool:
+        try:
+            await self.api.start_container(container_id)
+        except (BackendUnavailable, PodNotFound):
+            raise
+        except BackendError as exc:
+            logger.warning("pod %s: container %s could not start: %s", where, container, exc)
+            self._start_errors[container_id] = (str(exc), datetime.now(UTC))
+            return False
+        logger.debug("pod %s: started container %s", where, container)
+        return True
+
+    async def _restart(self, pod: observed.PodState, history: observed.History) -> bool:
+        where = f"{pod.namespace}/{pod.name}"
+        bodies = self._specs.get(pod.uid)
+        pod_dir = volumes.pod_dir(self.state_dir, pod.uid)
+        if bodies is None:
+            bodies = await asyncio.to_thread(volumes.load_specs, pod_dir)
+            if bodies is not None:
+                self._specs[pod.uid] = bodies
+        body = (bodies or {}).get(history.name)
+        if body is None:
+            if (pod.uid, history.name) in self._specless:
+                return True
+            self._specless.add((pod.uid, history.name))
+            logger.error(
+                "pod %s (uid %s): the spec of container %s is missing from %s; it cannot restart",
+                where,
+                pod.uid,
+                history.name,
+                pod_dir,
+            )
+            return True
+        count = history.current.restart_count + 1
+        try:
+            container_id = await self.api.create_container(
+                spec.restarted(body, restart_count=count)
+            )
+        except (BackendUnavailable, PodNotFound):
+            raise
+        except BackendError as exc:
+            logger.warning(
+                "pod %s: container %s cannot be made again: %s", where, history.name, exc
+            )
+            return False
+        logger.info("pod %s: restarting container %s (restart %d)", where, history.name, count)
+        return await self._start(where, container_id, history.name)
