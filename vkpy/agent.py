@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import time
 import uuid
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vkpy.backend import Backend, Health, LogReader, PodNotifier
-from vkpy.config import Settings
+from vkpy.config import Settings, state_directory
 from vkpy.errors import BackendError, ConfigError
 from vkpy.events import EventRecorder
 from vkpy.kube.client import Kube
@@ -40,13 +39,6 @@ def advertised_address(settings: Settings) -> str:
         return settings.node.advertise_address
     address = settings.kubelet_api.address
     return "127.0.0.1" if address in ("0.0.0.0", "::", "") else address  # noqa: S104
-
-
-def state_directory(settings: Settings) -> Path:
-    if settings.state_dir is not None:
-        return settings.state_dir
-    base = Path("/var/lib/vkpy") if os.geteuid() == 0 else Path.home() / ".local/state/vkpy"
-    return base / settings.node.name
 
 
 def client_ca(settings: Settings, kube: Kube) -> bytes | None:

@@ -9,6 +9,7 @@ An invalid configuration raises `ConfigError` naming the field and the problem.
 from __future__ import annotations
 
 import ipaddress
+import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -219,6 +220,14 @@ class Settings(BaseSettings):
 
 
 _document: ContextVar[dict[str, Any] | None] = ContextVar("vkpy_config_document", default=None)
+
+
+def state_directory(settings: Settings) -> Path:
+    """Where the agent keeps its own state; see `Settings.state_dir`."""
+    if settings.state_dir is not None:
+        return settings.state_dir
+    base = Path("/var/lib/vkpy") if os.geteuid() == 0 else Path.home() / ".local/state/vkpy"
+    return base / settings.node.name
 
 
 def _describe(error: ValidationError) -> str:

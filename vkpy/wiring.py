@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vkpy.backend import Backend
-from vkpy.config import Settings
+from vkpy.config import Settings, state_directory
 
 
 def build_backend(settings: Settings) -> Backend:
@@ -11,5 +11,7 @@ def build_backend(settings: Settings) -> Backend:
     if config.kind == "podman":
         from vkpy.backends.podman import PodmanBackend
 
+        if config.state_dir is None:  # beside the agent's own state, per node
+            config = config.model_copy(update={"state_dir": state_directory(settings) / "podman"})
         return PodmanBackend(config, node_name=settings.node.name)
     raise AssertionError(f"unknown backend kind {config.kind}")  # pydantic refused it already

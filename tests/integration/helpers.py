@@ -21,7 +21,11 @@ def pod_for(
     restart: str = "Never",
     **spec: Any,
 ) -> JSON:
-    """A pod that only the virtual node ``node`` accepts: nodeSelector + toleration."""
+    """A pod that only the virtual node ``node`` accepts: nodeSelector + toleration.
+    Images are used as they are here (no registry to pull `:latest` from)."""
+    containers = [{"imagePullPolicy": "IfNotPresent", **c} for c in containers]
+    for init in spec.get("initContainers", []):
+        init.setdefault("imagePullPolicy", "IfNotPresent")
     return {
         "apiVersion": "v1",
         "kind": "Pod",
