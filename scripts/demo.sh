@@ -20,7 +20,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! kubectl wait --for=condition=Ready "node/$node" --timeout=60s >/dev/null 2>&1; then
+ready=""
+for _ in $(seq 120); do   # kubectl wait gives up at once while the node does not exist yet
+  ready=$(kubectl get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+  [ "$ready" = True ] && break
+  sleep 0.5
+done
+if [ "$ready" != True ]; then
   echo "the node never became Ready; agent log:" >&2; tail -20 "$log" >&2; exit 1
 fi
 echo "== node $node is Ready"
