@@ -58,3 +58,4 @@ demo: install kube-binaries
 # Speed and scale of the agent with an instant backend on the real control plane.
 bench: install kube-binaries
 	$(BIN)/python benchmarks/pods.py
+	$(BIN)/python benchmarks/podman_pods.py

@@ -74,7 +74,10 @@ class Agent:
             self.events,
             node_name=settings.node.name,
             node_ip=self.identity.address,
-            poll_seconds=settings.status_poll_seconds,
+            # A backend that pushes changes is polled only as a safety net.
+            poll_seconds=settings.pod_resync_seconds
+            if isinstance(backend, PodNotifier)
+            else settings.status_poll_seconds,
             resync_seconds=settings.pod_resync_seconds,
         )
         self.reporter = NodeReporter(

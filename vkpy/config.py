@@ -200,7 +200,10 @@ class Settings(BaseSettings):
         60.0, gt=0, description="How often every pod is reconciled even without events."
     )
     status_poll_seconds: float = Field(
-        5.0, gt=0, description="How often backend status is read for all pods in one call."
+        5.0,
+        gt=0,
+        description="How often backend status is read for all pods in one call "
+        "(backends that push changes are read every pod_resync_seconds instead).",
     )
     log_format: Literal["text", "json"] = Field("text", description="Log record format.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

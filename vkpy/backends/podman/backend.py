@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -146,6 +147,7 @@ class PodmanBackend:
             await self._driver.stop()
             self._driver = None
         if self._api is not None:
+            logger.info("podman API calls: %s", json.dumps(dict(self._api.calls)))
             await self._api.close()
             self._api = None
         if self._service is not None:
