@@ -112,8 +112,13 @@ def up(state: Path, supervisor: Supervisor) -> Podman:
     socket = state / "podman" / "podman.sock"
     if supervisor.pid("podman-service") is None:
         socket.unlink(missing_ok=True)
+    # Its own working directory: conmon leaves marker files (an `oom` file after a
+    # memory kill) in the service's working directory.
     supervisor.start(
-        "podman-service", ["podman", "system", "service", "--time=0", f"unix://{socket}"], env=env
+        "podman-service",
+        ["podman", "system", "service", "--time=0", f"unix://{socket}"],
+        env=env,
+        cwd=socket.parent,
     )
     supervisor.wait_until("podman-service", socket.exists, what="API socket")
     return Podman(containers_conf=conf, socket=socket)
