@@ -25,7 +25,12 @@ def test_slurm_conf_uses_testbed_paths_and_ports():
 
 def test_sshd_config_is_key_only_on_loopback():
     text = sshd.sshd_config(
-        port=2222, host_key=Path("/k"), pid_file=Path("/p"), user="u", slurm_conf=Path("/c")
+        port=2222,
+        host_key=Path("/k"),
+        pid_file=Path("/p"),
+        user="u",
+        slurm_conf=Path("/c"),
+        extra_path=Path("/x"),
     )
     lines = set(text.splitlines())
     assert {
@@ -33,7 +38,7 @@ def test_sshd_config_is_key_only_on_loopback():
         "PasswordAuthentication no",
         "PermitRootLogin no",
         "AllowUsers u",
-        "SetEnv SLURM_CONF=/c",
+        "SetEnv SLURM_CONF=/c PATH=/x:/usr/local/bin:/usr/bin:/bin",
     } <= lines
 
 

@@ -27,7 +27,9 @@ class Ssh:
     known_hosts: Path
 
 
-def sshd_config(*, port: int, host_key: Path, pid_file: Path, user: str, slurm_conf: Path) -> str:
+def sshd_config(
+    *, port: int, host_key: Path, pid_file: Path, user: str, slurm_conf: Path, extra_path: Path
+) -> str:
     return "\n".join(
         [
             f"Port {port}",
@@ -45,7 +47,7 @@ def sshd_config(*, port: int, host_key: Path, pid_file: Path, user: str, slurm_c
             "MaxStartups 100:30:200",
             "ClientAliveInterval 30",
             "Subsystem sftp internal-sftp",
-            f"SetEnv SLURM_CONF={slurm_conf}",
+            f"SetEnv SLURM_CONF={slurm_conf} PATH={extra_path}:/usr/local/bin:/usr/bin:/bin",
             "",
         ]
     )
@@ -79,7 +81,9 @@ def _install_authorized_key(user: pwd.struct_passwd, public_key: str) -> None:
         shutil.chown(path, user.pw_uid, user.pw_gid)
 
 
-def up(state: Path, supervisor: Supervisor, *, port: int, slurm_conf: Path) -> Ssh:
+def up(
+    state: Path, supervisor: Supervisor, *, port: int, slurm_conf: Path, extra_path: Path
+) -> Ssh:
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(sshd).exists() or shutil.which("ssh-keygen") is None:
         raise TestbedError("sshd is missing: apt-get install -y openssh-server")
@@ -102,6 +106,7 @@ def up(state: Path, supervisor: Supervisor, *, port: int, slurm_conf: Path) -> S
             pid_file=keys / "sshd.pid",
             user=LOGIN_USER,
             slurm_conf=slurm_conf,
+            extra_path=extra_path,
         )
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from vkpy.testing import podman, slurm, sshd
+from vkpy.testing import condor, podman, slurm, sshd
 from vkpy.testing.controlplane import ControlPlane, ControlPlanePorts, ControlPlaneRunner
 from vkpy.testing.processes import Supervisor
 
@@ -105,7 +105,10 @@ class Testbed:
             login_uid=login_user.pw_uid,
             login_gid=login_user.pw_gid,
         )
-        login = sshd.up(self.state, self.supervisor, port=SSH_PORT, slurm_conf=batch.conf)
+        condor_bin = condor.install(SHARED_DIR)
+        login = sshd.up(
+            self.state, self.supervisor, port=SSH_PORT, slurm_conf=batch.conf, extra_path=condor_bin
+        )
         timings["slurm+sshd"] = time.monotonic() - mark
         endpoints = Endpoints(self.state, cluster, pod_runtime, batch, login, timings)
         self._write_env(endpoints)

@@ -1,0 +1,368 @@
+"""A stand-in for HTCondor's condor_submit, condor_q, condor_history and condor_rm.
+
+No HTCondor pool can run on the test machines, so the testbed's login node gets this
+program under those four names. It accepts the commands as the HTCondor backend uses
+them and prints HTCondor's documented output formats (JSON ClassAds with HTCondor's
+own attribute names), and it really runs each job: the executable with its arguments,
+in its initial directory, output and error to the named files, exit code and signal
+recorded as HTCondor records them. Everything from SSH to output parsing is thus
+exercised for real; the pool itself (matchmaking, remote execution, file transfer
+between machines) is not. Jobs live as JSON files under ``~/.condor-standin``.
+
+Only the standard library: it runs with the login node's own ``python3``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+STATE = Path.home() / ".condor-standin"
+IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
+IN_QUEUE = (IDLE, RUNNING, HELD)
+ClassAd = dict[str, Any]
+
+
+def _job_file(cluster: int) -> Path:
+    return STATE / "jobs" / f"{cluster}.json"
+
+
+def _load(cluster: int) -> ClassAd:
+    return dict(json.loads(_job_file(cluster).read_text()))
+
+
+def _save(ad: ClassAd) -> None:
+    path = _job_file(ad["ClusterId"])
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(ad))
+    tmp.replace(path)
+
+
+def _jobs() -> list[ClassAd]:
+    jobs = []
+    for path in sorted((STATE / "jobs").glob("*.json"), key=lambda p: int(p.stem)):
+        try:
+            jobs.append(json.loads(path.read_text()))
+        except (ValueError, FileNotFoundError):
+            continue  # being written right now
+    return jobs
+
+
+def _next_cluster() -> int:
+    counter = STATE / "next-cluster"
+    with open(counter, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        cluster = int(handle.read() or "1")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(cluster + 1))
+    return cluster
+
+
+# ---------------------------------------------------------------- submit descriptions
+
+
+def parse_arguments(value: str) -> list[str]:
+    """HTCondor's new argument syntax: the whole value in double quotes, words split on
+    spaces, single quotes group, '' inside them is a literal quote, "" a double quote."""
+    value = value.strip()
+    if not (value.startswith('"') and value.endswith('"')):
+        return value.split()
+    body = value[1:-1].replace('""', "\x00")
+    words: list[str] = []
+    current: list[str] = []
+    quoted = False
+    started = False
+    index = 0
+    while index < len(body):
+        char = body[index]
+        if char == "'":
+            if quoted and body[index + 1 : index + 2] == "'":
+                current.append("'")
+                index += 2
+                continue
+            quoted, started = not quoted, True
+        elif char in " \t" and not quoted:
+            if started:
+                words.append("".join(current))
+                current, started = [], False
+        else:
+            current.append('"' if char == "\x00" else char)
+            started = True
+        index += 1
+    if started:
+        words.append("".join(current))
+    return words
+
+
+def parse_submit(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(submit commands, custom job attributes) of a submit description."""
+    commands: dict[str, str] = {}
+    custom: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.lower().startswith("queue"):
+            break
+        key, _, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if key.startswith("+") or key.upper().startswith("MY."):
+            custom[key.lstrip("+").split(".", 1)[-1] if "." in key else key.lstrip("+")] = value
+        else:
+            commands[key.lower()] = value
+    return commands, custom
+
+
+def _classad_value(text: str) -> Any:
+    """A ClassAd literal from a submit file: "string", integer, real, true/false."""
+    if text.startswith('"') and text.endswith('"'):
+        return text[1:-1].replace('\\"', '"')
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d*", text):
+        return float(text)
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def _memory_mb(value: str) -> int:
+    match = re.fullmatch(r"(\d+)\s*([KMGT]?)B?", value.strip(), re.IGNORECASE)
+    if not match:
+        return int(float(value))
+    number, unit = int(match.group(1)), match.group(2).upper()
+    return {
+        "K": number // 1024,
+        "": number,
+        "M": number,
+        "G": number * 1024,
+        "T": number * 1024 * 1024,
+    }[unit]
+
+
+def submit(argv: list[str]) -> int:
+    files = [a for a in argv if not a.startswith("-")]
+    text = sys.stdin.read() if not files or files[0] == "-" else Path(files[0]).read_text()
+    commands, custom = parse_submit(text)
+    if "executable" not in commands:
+        print("ERROR: No 'executable' parameter was provided", file=sys.stderr)
+        return 1
+    (STATE / "jobs").mkdir(parents=True, exist_ok=True)
+    cluster = _next_cluster()
+    now = int(time.time())
+    iwd = commands.get("initialdir") or os.getcwd()
+    ad: ClassAd = {
+        "ClusterId": cluster,
+        "ProcId": 0,
+        "GlobalJobId": f"standin#{cluster}.0#{now}",
+        "Owner": os.environ.get("USER") or Path.home().name,
+        "Cmd": commands["executable"],
+        "Args": commands.get("arguments", ""),
+        "Iwd": iwd,
+        "Out": commands.get("output", "/dev/null"),
+        "Err": commands.get("error", "/dev/null"),
+        "UserLog": commands.get("log", ""),
+        "RequestCpus": int(commands.get("request_cpus", "1")),
+        "RequestMemory": _memory_mb(commands.get("request_memory", "128")),
+        "RequestGpus": int(commands.get("request_gpus", "0")),
+        "JobStatus": IDLE,
+        "QDate": now,
+        "EnteredCurrentStatus": now,
+        "AllowedJobDuration": int(commands["allowed_job_duration"])
+        if "allowed_job_duration" in commands
+        else None,
+    }
+    ad.update({k: _classad_value(v) for k, v in custom.items()})
+    _save(ad)
+    subprocess.Popen(  # the "pool": a detached runner per job
+        [sys.executable, os.path.abspath(__file__), "__run", str(cluster)],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    if "-terse" in argv:
+        print(f"{cluster}.0 - {cluster}.0")
+    else:
+        print("Submitting job(s).")
+        print(f"1 job(s) submitted to cluster {cluster}.")
+    return 0
+
+
+def run_job(cluster: int) -> int:
+    ad = _load(cluster)
+    time.sleep(0.2)  # matchmaking
+    now = int(time.time())
+    argv = [ad["Cmd"], *parse_arguments(ad["Args"])] if ad["Args"] else [ad["Cmd"]]
+    with (
+        open(os.path.join(ad["Iwd"], ad["Out"]), "ab") as out,
+        open(os.path.join(ad["Iwd"], ad["Err"]), "ab") as err,
+    ):
+        process = subprocess.Popen(
+            argv,
+            cwd=ad["Iwd"],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        ad.update(
+            {
+                "JobStatus": RUNNING,
+                "JobStartDate": now,
+                "EnteredCurrentStatus": now,
+                "RemoteHost": "slot1@standin",
+                "StandinPid": process.pid,
+            }
+        )
+        _save(ad)
+        limit = ad.get("AllowedJobDuration")
+        try:
+            code = process.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            ad = _load(cluster)
+            ad.update(
+                {
+                    "JobStatus": HELD,
+                    "EnteredCurrentStatus": int(time.time()),
+                    "HoldReason": f"The job exceeded allowed job duration of {limit}",
+                    "HoldReasonCode": 46,
+                    "HoldReasonSubCode": 0,
+                }
+            )
+            _save(ad)
+            return 0
+    ad = _load(cluster)
+    if ad["JobStatus"] == REMOVED:
+        return 0
+    finished = int(time.time())
+    ad.update(
+        {
+            "JobStatus": COMPLETED,
+            "EnteredCurrentStatus": finished,
+            "CompletionDate": finished,
+            "ExitBySignal": code < 0,
+        }
+    )
+    if code < 0:
+        ad["ExitSignal"] = -code
+    else:
+        ad["ExitCode"] = code
+    _save(ad)
+    return 0
+
+
+# ---------------------------------------------------------------- queries
+
+
+def _constraint(expression: str) -> Any:
+    """A predicate for the constraints the backend sends: comparisons joined by &&."""
+    clauses = []
+    for part in expression.split("&&"):
+        match = re.fullmatch(
+            r'\s*\(?\s*(\w+)\s*(==|=\?=|!=|=!=)\s*("(?:[^"\\]|\\.)*"|-?\d+)\s*\)?\s*', part
+        )
+        if match is None:
+            raise SystemExit(f"standin: unsupported constraint {part!r}")
+        name, operator, literal = match.groups()
+        value = json.loads(literal)
+        clauses.append((name, operator in ("==", "=?="), value))
+
+    def matches(ad: ClassAd) -> bool:
+        return all((ad.get(n) == v) == equal for n, equal, v in clauses)
+
+    return matches
+
+
+def _selected(argv: list[str], statuses: tuple[int, ...]) -> list[ClassAd]:
+    matches = _constraint(argv[argv.index("-constraint") + 1]) if "-constraint" in argv else None
+    ids = {int(a.split(".")[0]) for a in argv if re.fullmatch(r"\d+(\.\d+)?", a)}
+    chosen = []
+    for ad in _jobs():
+        if ad["JobStatus"] not in statuses:
+            continue
+        if ids and ad["ClusterId"] not in ids:
+            continue
+        if matches is not None and not matches(ad):
+            continue
+        chosen.append({k: v for k, v in ad.items() if v is not None and k != "StandinPid"})
+    return chosen
+
+
+def _print_json(ads: list[ClassAd], argv: list[str]) -> None:
+    if "-attributes" in argv:
+        wanted = set(argv[argv.index("-attributes") + 1].split(","))
+        ads = [{k: v for k, v in ad.items() if k in wanted} for ad in ads]
+    if ads:  # like HTCondor: no output at all when nothing matches
+        print(json.dumps(ads, indent=2))
+
+
+def query(argv: list[str]) -> int:
+    _print_json(_selected(argv, IN_QUEUE), argv)
+    return 0
+
+
+def history(argv: list[str]) -> int:
+    ads = _selected(argv, (REMOVED, COMPLETED))
+    _print_json(sorted(ads, key=lambda a: -a["ClusterId"]), argv)
+    return 0
+
+
+def remove(argv: list[str]) -> int:
+    targets = _selected(argv, IN_QUEUE)
+    if not targets:
+        what = " ".join(a for a in argv if not a.startswith("-"))
+        print(f"Couldn't find/remove all jobs matching constraint {what}", file=sys.stderr)
+        return 1
+    for target in targets:
+        ad = _load(target["ClusterId"])
+        pid = ad.get("StandinPid")
+        ad.update(
+            {
+                "JobStatus": REMOVED,
+                "EnteredCurrentStatus": int(time.time()),
+                "RemoveReason": f"via condor_rm (by user {ad['Owner']})",
+            }
+        )
+        _save(ad)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+        print(f"All jobs in cluster {ad['ClusterId']} have been marked for removal")
+    return 0
+
+
+COMMANDS = {
+    "condor_submit": submit,
+    "condor_q": query,
+    "condor_history": history,
+    "condor_rm": remove,
+}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 2 and argv[1] == "__run":
+        return run_job(int(argv[2]))
+    name = Path(argv[0]).name
+    if name not in COMMANDS:
+        print(f"standin: call me as one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    STATE.mkdir(parents=True, exist_ok=True)
+    return COMMANDS[name](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
