@@ -1,0 +1,154 @@
+"""A pod as an HTCondor submit description (pure).
+
+The job runs the pod's wrapper script (init containers, then app containers, each
+exit code recorded) in the pod's work directory. Resources come from the containers'
+limits (else requests): the sum of the app containers, or the largest init container
+if that is more, as the kubelet sizes a pod. Custom attributes carry the pod's UID and
+the node's name, so one ``condor_q -constraint`` finds every job of the node.
+Extra submit commands come from the config and from pod annotations under
+``htcondor.vkpy.io/``; commands that would break the contract are refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+from vkpy.backend import PodSpec, Resources
+from vkpy.errors import PodRejected
+
+ANNOTATION_PREFIX = "htcondor.vkpy.io/"
+UID_ATTRIBUTE = "VkpyPodUID"
+NODE_ATTRIBUTE = "VkpyNode"
+# Commands vkpy sets itself: changing them would lose the job, its output or its status.
+RESERVED = frozenset(
+    {
+        "executable",
+        "arguments",
+        "args",
+        "output",
+        "error",
+        "log",
+        "initialdir",
+        "iwd",
+        "queue",
+        "universe",
+        "transfer_executable",
+        "allowed_job_duration",
+        "request_cpus",
+        "request_memory",
+        "request_gpus",
+        "getenv",
+        "environment",
+        "env",
+    }
+)
+_COMMAND = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
+
+
+def pod_resources(pod: PodSpec) -> Resources:
+    """What the whole pod needs: app containers side by side, init containers one by one."""
+
+    def total(values: list[int | None]) -> int | None:
+        known = [v for v in values if v]
+        return sum(known) if known else None
+
+    def largest(values: list[int | None]) -> int | None:
+        known = [v for v in values if v]
+        return max(known) if known else None
+
+    apps, inits = pod.containers, pod.init_containers
+
+    def both(app: int | None, init: int | None) -> int | None:
+        return max(app or 0, init or 0) or None
+
+    return Resources(
+        cpu_millis=both(
+            total([c.resources.cpu_millis for c in apps]),
+            largest([c.resources.cpu_millis for c in inits]),
+        ),
+        memory_bytes=both(
+            total([c.resources.memory_bytes for c in apps]),
+            largest([c.resources.memory_bytes for c in inits]),
+        ),
+        gpus=max(
+            sum(c.resources.gpus for c in apps), max((c.resources.gpus for c in inits), default=0)
+        ),
+    )
+
+
+def _quoted(value: str) -> str:
+    """A ClassAd string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def extra_commands(
+    config_extra: Mapping[str, str], annotations: Mapping[str, str]
+) -> dict[str, str]:
+    """Config commands, then the pod's annotations over them; reserved ones refused."""
+    chosen = dict(config_extra)
+    for key, value in annotations.items():
+        if key.startswith(ANNOTATION_PREFIX):
+            chosen[key.removeprefix(ANNOTATION_PREFIX)] = value
+    for command, value in chosen.items():
+        name = command.lstrip("+")
+        if not _COMMAND.match(name):
+            raise PodRejected(
+                f"HTCondor submit command {command!r} is not a valid name",
+                reason="InvalidSubmitCommand",
+            )
+        if name.lower() in RESERVED or name.lower().startswith(("vkpy", "my.vkpy")):
+            raise PodRejected(
+                f"HTCondor submit command {command!r} is set by vkpy and cannot be overridden",
+                reason="InvalidSubmitCommand",
+            )
+        if "\n" in value or "\r" in value:
+            raise PodRejected(
+                f"HTCondor submit command {command!r}: value spans lines",
+                reason="InvalidSubmitCommand",
+            )
+    return chosen
+
+
+def submit_description(
+    pod: PodSpec,
+    *,
+    node_name: str,
+    script: str,
+    work_dir: str,
+    config_extra: Mapping[str, str] | None = None,
+) -> str:
+    """The submit description for ``pod``, whose wrapper script is ``script``."""
+    resources = pod_resources(pod)
+    lines = [
+        "universe = vanilla",
+        f"executable = {script}",
+        "transfer_executable = false",
+        f"initialdir = {work_dir}",
+        "output = job.out",
+        "error = job.err",
+        "log = job.log",
+        f"request_cpus = {max(1, math.ceil((resources.cpu_millis or 1000) / 1000))}",
+    ]
+    if resources.memory_bytes:
+        lines.append(f"request_memory = {max(1, math.ceil(resources.memory_bytes / 2**20))}MB")
+    if resources.gpus:
+        lines.append(f"request_gpus = {resources.gpus}")
+    if pod.active_deadline_seconds is not None:
+        lines.append(f"allowed_job_duration = {pod.active_deadline_seconds}")
+    lines += [
+        f"+{UID_ATTRIBUTE} = {_quoted(pod.uid)}",
+        f"+{NODE_ATTRIBUTE} = {_quoted(node_name)}",
+        f"+VkpyPodNamespace = {_quoted(pod.namespace)}",
+        f"+VkpyPodName = {_quoted(pod.name)}",
+    ]
+    for command, value in extra_commands(config_extra or {}, pod.annotations).items():
+        lines.append(f"{command} = {value}")
+    lines.append("queue")
+    return "\n".join(lines) + "\n"
+
+
+def node_constraint(node_name: str) -> str:
+    """The constraint that selects every job of this node."""
+    return f"{NODE_ATTRIBUTE} == {_quoted(node_name)}"
