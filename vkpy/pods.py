@@ -313,7 +313,7 @@ class PodController:
             self.events.pod(pod, "Warning", "Failed", f"Error: {exc}")
             self._retry_later(uid, entry)
             return
-        except PodError as exc:
+        except (PodError, PodRejected) as exc:  # this pod cannot run here: fail it, say why
             entry.failure = (exc.reason, str(exc))
             self.events.pod(pod, "Warning", exc.reason, str(exc))
             return
@@ -322,10 +322,6 @@ class PodController:
             entry.waiting = Waiting(reason, str(exc))
             self.events.pod(pod, "Warning", "Failed", f"Failed to pull image: {exc}")
             self._retry_later(uid, entry)
-            return
-        except PodRejected as exc:
-            entry.failure = (exc.reason, str(exc))
-            self.events.pod(pod, "Warning", exc.reason, str(exc))
             return
         except BackendUnavailable as exc:
             entry.waiting = Waiting("ProviderFailed", str(exc))
