@@ -173,7 +173,154 @@ class PodmanConfig(_Strict):
     )
 
 
-BackendConfig = Annotated[PodmanConfig, Field(discriminator="kind")]
+class SshConfig(_Strict):
+    """How the agent reaches a cluster's login node: one persistent SSH connection."""
+
+    host: str = Field(description="Login node host name or address.")
+    port: int = Field(22, ge=1, le=65535, description="SSH port of the login node.")
+    user: str = Field(description="Account the pods run as on the cluster.")
+    key_files: list[Path] = Field(
+        default_factory=list,
+        description="Private keys to authenticate with (unencrypted). Empty: the "
+        "ssh-agent's keys and the default keys in ~/.ssh, as OpenSSH does.",
+    )
+    use_agent: bool = Field(True, description="Also offer the keys of the ssh-agent, if one runs.")
+    known_hosts: Path = Field(
+        Path("~/.ssh/known_hosts"),
+        description="known_hosts file the login node's host key is checked against. A key "
+        "it does not list refuses the connection (unless accept_new_host_keys), and a key "
+        "that differs from the one it lists always does.",
+    )
+    accept_new_host_keys: bool = Field(
+        False,
+        description="Trust a host the known_hosts file does not list yet, and record its "
+        "key there (OpenSSH's StrictHostKeyChecking=accept-new). Off: unknown keys refuse.",
+    )
+    pool_size: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Connections kept open; commands share them as channels (multiplexed).",
+    )
+    max_sessions: int = Field(
+        10,
+        ge=3,
+        description="Channels open at once on one connection; keep it at or below the "
+        "sshd's MaxSessions (OpenSSH's default is 10).",
+    )
+    max_log_streams: int = Field(
+        2,
+        ge=1,
+        description="Of those channels, how many may follow logs (kubectl logs -f) at once.",
+    )
+    keepalive_seconds: float = Field(
+        15.0, gt=0, description="Keepalive interval; a dead connection is noticed and reopened."
+    )
+    keepalive_count_max: int = Field(
+        3, ge=1, description="Unanswered keepalives before the connection counts as dead."
+    )
+    connect_timeout_seconds: float = Field(
+        15.0, gt=0, description="Timeout of one connection attempt (TCP, key exchange, login)."
+    )
+    reconnect_initial_seconds: float = Field(
+        0.5, gt=0, description="Wait after a failed connection attempt; doubles per failure."
+    )
+    reconnect_max_seconds: float = Field(
+        30.0, gt=0, description="Longest wait between connection attempts."
+    )
+
+    @model_validator(mode="after")
+    def _streams_fit(self) -> SshConfig:
+        if self.max_log_streams > self.max_sessions - 2:
+            raise ValueError("max_log_streams must leave two channels for commands and SFTP")
+        return self
+
+
+class SlurmConfig(_Strict):
+    """Pods as Slurm jobs, submitted over SSH to a login node (or locally on one)."""
+
+    kind: Literal["slurm"] = "slurm"
+    ssh: SshConfig | None = Field(
+        None,
+        description="The login node to reach over SSH. Unset: the agent runs on a login "
+        "node itself and calls sbatch, squeue... directly.",
+    )
+    work_dir: str = Field(
+        "vkpy",
+        description="Base directory of the pods' work directories on the cluster (job "
+        "script, staged files, logs, exit codes), relative to the login user's home unless "
+        "absolute (no ~). It must be on a filesystem the compute nodes share with the "
+        "login node.",
+        pattern=r"^[^~\n:,][^\n:,]*$",
+    )
+    runtime: Literal["apptainer", "singularity", "podman"] = Field(
+        "apptainer", description="Container runtime the job script runs containers with."
+    )
+    runtime_path: str | None = Field(
+        None,
+        description="The runtime's executable on the compute nodes. Unset: found on PATH.",
+        pattern=r"^[^=\n]+$",
+    )
+    runtime_flags: list[str] = Field(
+        default_factory=list,
+        description="Flags added to every container run (for example ['--nv'] for "
+        "Apptainer on GPU nodes); the site's choice, never the pod's.",
+    )
+    allowed_host_paths: list[str] = Field(
+        default_factory=list,
+        description="hostPath volumes are refused unless under one of these directories "
+        "of the compute nodes (for example /scratch).",
+    )
+    podman_network: Literal["host", "none"] = Field(
+        "host",
+        description="Network of containers under the podman runtime (rootless Podman "
+        "offers host or none); host shares the compute node's network, as Apptainer does.",
+    )
+    partition: str | None = Field(None, description="Slurm partition (--partition).")
+    account: str | None = Field(None, description="Slurm account (--account).")
+    qos: str | None = Field(None, description="Slurm QOS (--qos).")
+    sbatch_flags: list[str] = Field(
+        default_factory=list,
+        description="Extra sbatch flags for every pod, each '--flag=value' (checked like "
+        "the slurm.vkpy.io/flags annotation).",
+    )
+    accounting: Literal["sacct", "jobcomp", "none"] = Field(
+        "sacct",
+        description="Where jobs that left the queue are looked up: sacct (slurmdbd), "
+        "sacct -c (the jobcomp/filetxt file, for clusters without slurmdbd), or nowhere "
+        "(the exit codes the job script records are all there is).",
+    )
+    kill_wait_seconds: int = Field(
+        30,
+        ge=1,
+        description="The cluster's KillWait: when Slurm ends a job itself (time limit, "
+        "preemption), containers get SIGTERM and this much time, less a second, before "
+        "SIGKILL.",
+    )
+    command_timeout_seconds: float = Field(
+        60.0, gt=0, description="Timeout of one command (sbatch, squeue...) on the login node."
+    )
+    delete_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="After a pod's grace period, how long delete waits for Slurm to confirm "
+        "the job has ended before failing (the agent then retries).",
+    )
+    work_dir_retention_seconds: int = Field(
+        0,
+        ge=0,
+        description="Keep a deleted pod's work directory (logs, script) this long, under "
+        "<work_dir>/<node>/.deleted, for debugging; 0 removes it at once.",
+    )
+    capacity_from_sinfo: bool = Field(
+        True,
+        description="Advertise the partition's CPUs, memory and GPUs (from sinfo) as the "
+        "node's capacity; off: node.capacity is used.",
+    )
+    max_pods: int = Field(1000, ge=1, description="Pods the node accepts.")
+
+
+BackendConfig = Annotated[PodmanConfig | SlurmConfig, Field(discriminator="kind")]
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,475 @@
+"""SlurmBackend against real Slurm 22.05 behind the testbed's real sshd, as its
+unprivileged login user; containers run under the user's rootless Podman."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vkpy.backend import (
+    Container,
+    EnvVar,
+    File,
+    LogOptions,
+    Mount,
+    PodRun,
+    PodSpec,
+    Running,
+    Terminated,
+    Volume,
+    Waiting,
+)
+from vkpy.backends.slurm import SlurmBackend, queue
+from vkpy.errors import BackendUnavailable
+from vkpy.testing.podman import IMAGE
+from vkpy.testing.processes import port_open
+from vkpy.testing.rootless import prepare_login_user
+from vkpy.testing.slurm_config import backend_on_testbed
+from vkpy.testing.testbed import Endpoints
+from vkpy.transport import SshRunner
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT = 90.0
+PODS_AT_ONCE = int(os.environ.get("VKPY_SLURM_PODS", "24"))
+
+
+@pytest.fixture(scope="module")
+def login_user(testbed: Endpoints) -> Endpoints:
+    prepare_login_user(testbed.ssh.user)
+    return testbed
+
+
+def node_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def backend(login_user: Endpoints) -> AsyncIterator[SlurmBackend]:
+    async with backend_on_testbed(
+        login_user.ssh, login_user.slurm, node_name=node_name("slurm")
+    ) as started:
+        yield started
+
+
+def shell(name: str, script: str, **fields: Any) -> Container:
+    return Container(name=name, image=IMAGE, command=("sh", "-c", script), **fields)
+
+
+def pod(name: str, *containers: Container, **fields: Any) -> PodSpec:
+    values: dict[str, Any] = {
+        "uid": str(uuid.uuid4()),
+        "namespace": "slurm-tests",
+        "name": name,
+        "containers": containers,
+        "restart_policy": "Never",
+        "termination_grace_period_seconds": 2,
+        **fields,
+    }
+    return PodSpec(**values)
+
+
+async def wait_for(
+    backend: SlurmBackend,
+    uid: str,
+    predicate: Callable[[PodRun | None], bool],
+    what: str,
+    timeout: float = TIMEOUT,
+) -> PodRun | None:
+    deadline = time.monotonic() + timeout
+    run: PodRun | None = None
+    while time.monotonic() < deadline:
+        run = (await backend.list()).get(uid)
+        if predicate(run):
+            return run
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last record: {run}")
+
+
+def ended(run: PodRun | None) -> bool:
+    return run is not None and all(isinstance(c.state, Terminated) for c in run.containers)
+
+
+def running(name: str) -> Callable[[PodRun | None], bool]:
+    return lambda run: (
+        run is not None
+        and any(c.name == name and isinstance(c.state, Running) for c in run.containers)
+    )
+
+
+def states(run: PodRun) -> dict[str, Any]:
+    return {c.name: c.state for c in (*run.init_containers, *run.containers)}
+
+
+async def logs(backend: SlurmBackend, uid: str, container: str) -> bytes:
+    return b"".join([chunk async for chunk in backend.logs(uid, container, LogOptions())])
+
+
+async def remote(backend: SlurmBackend, argv: Sequence[str]) -> str:
+    done = await backend.runner.run(argv)
+    assert done.ok, done.describe()
+    return done.text
+
+
+# ---------------------------------------------------------------- a pod's life
+
+
+async def test_pod_with_init_container_files_secret_and_env(backend: SlurmBackend) -> None:
+    config = Volume("config", "files", files=(File("app.conf", b"mode = 'fast'\n"),))
+    secret = Volume("token", "files", files=(File("token", b"s3cr3t-token\n"),), sensitive=True)
+    work = Volume("work", "emptyDir")
+    spec = pod(
+        "full",
+        shell(
+            "reader",
+            'cat /etc/app/app.conf /var/run/token/token /work/from-init; echo "GREETING=$GREETING"',
+            env=(EnvVar("GREETING", "hello 'world' $(id)"),),
+            mounts=(
+                Mount("config", "/etc/app"),
+                Mount("token", "/var/run/token"),
+                Mount("work", "/work"),
+            ),
+        ),
+        shell("failer", "sleep 1; exit 3"),
+        init_containers=(
+            shell("setup", "echo prepared > /work/from-init", mounts=(Mount("work", "/work"),)),
+        ),
+        volumes=(config, secret, work),
+    )
+    await backend.create(spec)
+    job_id = (
+        await wait_for(backend, spec.uid, lambda r: r is not None and bool(r.job_id), "a job")
+    ).job_id
+    # What Slurm keeps of the job (its copy of the script) holds no pod values.
+    script = await remote(backend, ["scontrol", "write", "batch_script", job_id, "-"])
+    assert "#!/bin/bash" in script
+    for value in ("s3cr3t", "hello 'world'", "app.conf"):
+        assert value not in script
+    directory = backend.layout.pod(spec.uid)
+    modes = await remote(
+        backend,
+        [
+            "stat",
+            "-c",
+            "%a %n",
+            directory,
+            f"{directory}/volumes/token/token",
+            f"{directory}/spec/reader.env",
+        ],
+    )
+    assert [line.split()[0] for line in modes.splitlines()] == ["700", "600", "600"]
+
+    run = await wait_for(backend, spec.uid, ended, "the pod to end")
+    assert run is not None
+    found = states(run)
+    assert found["setup"].exit_code == 0 and found["setup"].reason == "Completed"
+    assert found["reader"].exit_code == 0
+    assert (found["failer"].exit_code, found["failer"].reason) == (3, "Error")
+    assert found["reader"].started_at >= found["setup"].finished_at
+    assert (run.namespace, run.name, run.job_id) == ("slurm-tests", "full", job_id)
+    assert await logs(backend, spec.uid, "reader") == (
+        b"mode = 'fast'\ns3cr3t-token\nprepared\nGREETING=hello 'world' $(id)\n"
+    )
+    # The job exits with the worst exit code: Slurm records it as failed with code 3.
+    acct = await remote(backend, queue.sacct_argv([job_id], jobcomp=True))
+    record = queue.parse_sacct(acct)[job_id]
+    assert (record.state.value, record.exit_code) == ("FAILED", 3)
+
+
+async def test_create_twice_submits_once(backend: SlurmBackend) -> None:
+    spec = pod("twice", shell("main", "sleep 2"))
+    await asyncio.gather(backend.create(spec), backend.create(spec), backend.create(spec))
+    await backend.create(spec)
+    name = f"--name=vkpy_{backend.node}_{spec.uid}"
+    jobs = await remote(
+        backend, ["squeue", "--me", "--noheader", "--states=all", name, "--format=%i"]
+    )
+    assert len(jobs.split()) == 1
+
+
+async def test_active_deadline_ends_the_pod(backend: SlurmBackend) -> None:
+    spec = pod("deadline", shell("main", "sleep 120"), active_deadline_seconds=3)
+    began = time.monotonic()
+    await backend.create(spec)
+    run = await wait_for(backend, spec.uid, ended, "the deadline to end the pod", timeout=40)
+    assert run is not None
+    assert time.monotonic() - began < 20
+    assert run.reason == "DeadlineExceeded"
+    main = states(run)["main"]
+    assert main.reason == "DeadlineExceeded" and main.exit_code in (137, 143)
+
+
+async def test_slurm_time_limit_is_deadline_exceeded(backend: SlurmBackend) -> None:
+    """Slurm's own TIMEOUT (a --time flag, no activeDeadlineSeconds): Slurm checks time
+    limits every 30 s and the shortest limit is a minute, so this takes 60-100 s."""
+    spec = pod(
+        "timelimit",
+        shell("main", "sleep 300"),
+        annotations={"slurm.vkpy.io/flags": "--time=1"},
+    )
+    await backend.create(spec)
+    run = await wait_for(backend, spec.uid, ended, "Slurm's time limit", timeout=180)
+    assert run is not None
+    assert run.reason == "DeadlineExceeded"
+    assert states(run)["main"].reason == "DeadlineExceeded"
+    job = await remote(backend, queue.squeue_argv(names=[f"vkpy_{backend.node}_{spec.uid}"]))
+    assert queue.parse_squeue(job, backend.node)[spec.uid].state.value == "TIMEOUT"
+
+
+async def test_delete_stops_running_and_queued_jobs(backend: SlurmBackend) -> None:
+    stubborn = pod("stubborn", shell("main", "trap '' TERM; while :; do sleep 1; done"))
+    held = pod("held", shell("main", "true"), annotations={"slurm.vkpy.io/flags": "--hold"})
+    await backend.create(stubborn)
+    await backend.create(held)
+    await wait_for(backend, stubborn.uid, running("main"), "the container to run")
+    queued = (await backend.list())[held.uid]
+    assert isinstance(queued.containers[0].state, Waiting)
+    assert "JobHeldUser" in queued.containers[0].state.message
+
+    began = time.monotonic()
+    await asyncio.gather(
+        backend.delete(stubborn.uid, grace_seconds=2), backend.delete(held.uid, grace_seconds=2)
+    )
+    assert time.monotonic() - began < 15
+    listed = await backend.list()
+    assert stubborn.uid not in listed and held.uid not in listed
+    names = [f"vkpy_{backend.node}_{p.uid}" for p in (stubborn, held)]
+    active = await remote(backend, queue.squeue_argv(names=names, active_only=True))
+    assert active.strip() == ""
+    # The container is gone from Podman too (it is Podman's, not the job's, process).
+    containers = await remote(
+        backend,
+        ["podman", "ps", "--all", "--format={{.Names}}", f"--filter=name=vkpy-{stubborn.uid}"],
+    )
+    assert containers.strip() == ""
+    gone = await backend.runner.run(["test", "-e", backend.layout.pod(stubborn.uid)])
+    assert gone.status == 1
+    await backend.delete(stubborn.uid, grace_seconds=0)  # again: nothing to do
+
+
+async def test_logs_follow_the_running_container(backend: SlurmBackend) -> None:
+    spec = pod("follow", shell("main", "for i in 1 2 3 4; do echo line-$i; sleep 1; done"))
+    await backend.create(spec)
+    await wait_for(backend, spec.uid, running("main"), "the container to run")
+    began = time.monotonic()
+    arrivals = []
+    async for chunk in backend.logs(spec.uid, "main", LogOptions(follow=True)):
+        arrivals.append((chunk, time.monotonic() - began))
+    assert b"".join(c for c, _ in arrivals).endswith(b"line-3\nline-4\n")
+    assert len(arrivals) >= 2 and arrivals[-1][1] - arrivals[0][1] >= 1.5  # streamed
+
+
+# ---------------------------------------------------------------- restarts
+
+
+async def test_a_new_backend_adopts_the_jobs(login_user: Endpoints) -> None:
+    node = node_name("adopt")
+    long = pod("long", shell("main", "sleep 20"))
+    short = pod("short", shell("main", "echo done"))
+    async with backend_on_testbed(login_user.ssh, login_user.slurm, node_name=node) as first:
+        await first.create(long)
+        await first.create(short)
+        await wait_for(first, short.uid, ended, "the short pod to end")
+        await wait_for(first, long.uid, running("main"), "the long pod to run")
+        before = await first.list()
+        async with backend_on_testbed(login_user.ssh, login_user.slurm, node_name=node) as second:
+            adopted = await second.list()
+            assert set(adopted) == {long.uid, short.uid}
+            for uid in (long.uid, short.uid):
+                assert adopted[uid].job_id == before[uid].job_id
+                assert (adopted[uid].namespace, adopted[uid].name) == (
+                    before[uid].namespace,
+                    before[uid].name,
+                )
+            assert isinstance(adopted[long.uid].containers[0].state, Running)
+            assert adopted[short.uid].containers[0].state == before[short.uid].containers[0].state
+            await second.create(long)  # never a second job
+            name = f"--name=vkpy_{node}_{long.uid}"
+            jobs = await remote(
+                second, ["squeue", "--me", "--noheader", "--states=all", name, "--format=%i"]
+            )
+            assert jobs.split() == [before[long.uid].job_id]
+            # The second backend's cleanup deletes both; the first then holds nothing.
+
+
+async def test_sshd_restart_mid_run(login_user: Endpoints) -> None:
+    """The login node's sshd restarts (listener and sessions) while a pod runs: the node
+    reports the login node unreachable meanwhile, then reconnects; the pod ends right."""
+    ssh = login_user.ssh
+    fast_reconnect = {
+        "host": ssh.host,
+        "port": ssh.port,
+        "user": ssh.user,
+        "key_files": [str(ssh.client_key)],
+        "known_hosts": str(ssh.known_hosts),
+        "reconnect_initial_seconds": 0.2,
+        "reconnect_max_seconds": 1.0,
+    }
+    async with backend_on_testbed(
+        ssh, login_user.slurm, node_name=node_name("sshd"), overrides={"ssh": fast_reconnect}
+    ) as backend:
+        spec = pod("survivor", shell("main", "sleep 6; echo survived; exit 4"))
+        await backend.create(spec)
+        await wait_for(backend, spec.uid, running("main"), "the container to run")
+        pid_file = login_user.state / "pids" / "sshd.pid"
+        listener = int(pid_file.read_text())
+        sessions = _sshd_sessions(backend, ssh.port)
+        os.kill(listener, signal.SIGTERM)
+        for pid in sessions:
+            os.kill(pid, signal.SIGTERM)
+        try:
+            await asyncio.to_thread(_wait_closed, ssh.port)
+            with pytest.raises(BackendUnavailable):
+                await backend.list()
+            health = await backend.health()
+            assert not health.ok and "login node unreachable" in health.message
+        finally:
+            restarted = await asyncio.to_thread(
+                subprocess.run,
+                ["make", "testbed-up"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        run = await wait_for(backend, spec.uid, ended, "the pod to end after the restart")
+        assert run is not None
+        assert (states(run)["main"].exit_code, states(run)["main"].reason) == (4, "Error")
+        assert await logs(backend, spec.uid, "main") == b"survived\n"
+        assert (await backend.health()).ok
+        assert backend.runner.connections_opened == 2
+
+
+def _wait_closed(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while port_open(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _sshd_sessions(backend: SlurmBackend, port: int) -> list[int]:
+    """The sshd processes serving this backend's connection (not the listener)."""
+    runner = backend.runner
+    assert isinstance(runner, SshRunner)
+    ports = runner.local_ports()
+    pids: set[int] = set()
+    for local in ports:
+        out = subprocess.run(
+            ["ss", "-Htnp", "state", "established", f"( sport = :{port} and dport = :{local} )"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        pids.update(int(p) for p in re.findall(r"pid=(\d+)", out))
+    assert pids, "no sshd process serves the backend's connection"
+    return sorted(pids)
+
+
+# ---------------------------------------------------------------- many pods
+
+
+async def test_many_pods_one_squeue_per_list(backend: SlurmBackend) -> None:
+    specs = [pod(f"many-{i}", shell("main", f"sleep 2; exit {i % 3}")) for i in range(PODS_AT_ONCE)]
+    began = time.monotonic()
+    await asyncio.gather(*(backend.create(s) for s in specs))
+    submitted = time.monotonic() - began
+    calls = backend.runner.calls
+    lists = 0
+    deadline = time.monotonic() + 240
+    took = []
+    while True:
+        before = dict(calls)
+        listed_at = time.monotonic()
+        runs = await backend.list()
+        took.append(time.monotonic() - listed_at)
+        lists += 1
+        delta = {k: calls[k] - before.get(k, 0) for k in calls if calls[k] != before.get(k, 0)}
+        assert delta.get("squeue") == 1, delta
+        assert delta.get("sacct", 0) <= 1 and delta.get("xargs", 0) + delta.get("find", 0) <= 1
+        assert set(delta) <= {"squeue", "sacct", "xargs", "find"}, delta
+        if all(ended(runs.get(s.uid)) for s in specs):
+            break
+        assert time.monotonic() < deadline, "the pods did not end in time"
+        await asyncio.sleep(1)
+    for i, spec in enumerate(specs):
+        assert runs[spec.uid].containers[0].state.exit_code == i % 3
+    assert backend.runner.connections_opened == 1
+    # Finished pods are remembered: later listings read nothing but the queue.
+    before = dict(calls)
+    assert len(await backend.list()) == PODS_AT_ONCE
+    assert {k: calls[k] - before.get(k, 0) for k in calls if calls[k] != before.get(k, 0)} == {
+        "squeue": 1
+    }
+    print(
+        f"\n{PODS_AT_ONCE} pods: created in {submitted:.2f}s "
+        f"({submitted / PODS_AT_ONCE * 1000:.0f} ms each, concurrently), {lists} listings, "
+        f"1 squeue per listing (median {sorted(took)[len(took) // 2] * 1000:.0f} ms each), "
+        f"{backend.runner.connections_opened} SSH connection"
+    )
+
+
+async def test_restarts_inside_the_job_and_previous_logs(backend: SlurmBackend) -> None:
+    """restartPolicy OnFailure: the job script restarts the container after the kubelet's
+    10 s back-off; the run before is the container's last state and previous logs."""
+    script = (
+        'n=$(cat /state/n 2>/dev/null || echo 0); echo "run $n"; '
+        'echo $((n + 1)) > /state/n; [ "$n" -ge 1 ]'
+    )
+    spec = pod(
+        "flaky",
+        shell("main", script, mounts=(Mount("state", "/state"),)),
+        volumes=(Volume("state", "emptyDir"),),
+        restart_policy="OnFailure",
+    )
+    await backend.create(spec)
+
+    def backing_off(run: PodRun | None) -> bool:
+        state = run.containers[0].state if run is not None else None
+        return isinstance(state, Waiting) and state.reason == "CrashLoopBackOff"
+
+    waiting = await wait_for(backend, spec.uid, lambda r: backing_off(r) or ended(r), "a back-off")
+    assert waiting is not None and waiting.containers[0].state.reason == "CrashLoopBackOff"
+    assert waiting.containers[0].last_state is not None
+    assert waiting.containers[0].last_state.exit_code == 1
+    run = await wait_for(backend, spec.uid, ended, "the second run to end", timeout=60)
+    assert run is not None
+    main = run.containers[0]
+    assert (main.state.exit_code, main.restart_count) == (0, 1)
+    assert main.last_state is not None and main.last_state.exit_code == 1
+    assert await logs(backend, spec.uid, "main") == b"run 1\n"
+    previous = [c async for c in backend.logs(spec.uid, "main", LogOptions(previous=True))]
+    assert b"".join(previous) == b"run 0\n"
+
+
+async def test_capacity_and_health(backend: SlurmBackend) -> None:
+    capacity = await backend.capacity()
+    assert capacity is not None
+    # The testbed's slurm.conf: one node with 32 CPUs and 16000 MB.
+    assert (capacity.cpu_millis, capacity.memory_bytes) == (32000, 16000 * 1024 * 1024)
+    assert (await backend.health()).ok
+
+
+async def test_deleted_work_directories_can_be_kept(login_user: Endpoints) -> None:
+    async with backend_on_testbed(
+        login_user.ssh,
+        login_user.slurm,
+        node_name=node_name("keep"),
+        overrides={"work_dir_retention_seconds": 3600},
+    ) as backend:
+        spec = pod("kept", shell("main", "echo kept"))
+        await backend.create(spec)
+        await wait_for(backend, spec.uid, ended, "the pod to end")
+        await backend.delete(spec.uid, grace_seconds=0)
+        kept = f"{backend.layout.trash}/{spec.uid}"
+        assert (await remote(backend, ["cat", f"{kept}/logs/main.0.log"])) == "kept\n"
+        assert spec.uid not in await backend.list()
+        await remote(backend, ["rm", "-rf", "--", backend.layout.trash])

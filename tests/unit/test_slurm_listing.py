@@ -1,0 +1,96 @@
+"""What list() reports across listings, from status files and Slurm records it is given."""
+
+from vkpy.backend import Running, Terminated
+from vkpy.backends.slurm.listing import Listing
+from vkpy.backends.slurm.queue import JobRecord
+from vkpy.backends.slurm.report import PodFiles, PodMeta
+from vkpy.backends.slurm.state import JobState
+from vkpy.transport import LocalRunner
+
+UID = "3f1c2b4a-5d6e-4f70-8a9b-0c1d2e3f4a5b"
+META = PodMeta("ns", "p", (), ("main",), {"main": "img"}, "Never")
+
+
+def files(job: list[str], main: list[str]) -> dict[str, PodFiles]:
+    found = PodFiles(meta=META, job_id="9", job=job)
+    found.containers["main"] = main
+    return {UID: found}
+
+
+def listing() -> Listing:
+    known = Listing(LocalRunner(), node="n", accounting="jobcomp")
+    known.remember(UID, "9", namespace="ns", name="p")
+    return known
+
+
+def queue(state: JobState) -> dict[str, JobRecord]:
+    return {UID: JobRecord("9", state, f"vkpy_n_{UID}")}
+
+
+def main_state(runs):
+    return runs[UID].containers[0].state
+
+
+def test_a_job_that_ended_between_reading_files_and_the_queue_is_read_again():
+    seen = listing()
+    running = files(["begin 100 h 9 -"], ["start 101 0"])
+    assert isinstance(main_state(seen._records(running, queue(JobState.RUNNING), {})), Running)
+    # The files were read while it ran; the queue, read after, says it is over.
+    held = seen._records(running, queue(JobState.COMPLETED), {})
+    assert isinstance(main_state(held), Running)
+    assert seen.known[UID].final is None
+    ended = files(["begin 100 h 9 -", "end 0 103"], ["start 101 0", "exit 0 102 0"])
+    final = seen._records(ended, queue(JobState.COMPLETED), {})
+    state = main_state(final)
+    assert isinstance(state, Terminated) and (state.exit_code, state.reason) == (0, "Completed")
+    assert seen.known[UID].final is not None
+    assert seen._records({}, {}, {}) == final  # finished: reported without reading again
+
+
+def test_a_killed_job_is_believed_on_the_second_look():
+    seen = listing()
+    killed = files(["begin 100 h 9 -"], ["start 101 0"])
+    first = seen._records(killed, queue(JobState.NODE_FAIL), {})
+    assert isinstance(main_state(first), Running)  # nothing earlier: as the files say
+    second = seen._records(killed, queue(JobState.NODE_FAIL), {})
+    assert main_state(second).reason == "NodeFail"
+    assert second[UID].reason == "NodeFail"
+
+
+def test_a_stopped_job_holds_its_record_while_slurm_completes_it():
+    seen = listing()
+    seen._records(files(["begin 100 h 9 -"], ["start 101 0"]), queue(JobState.RUNNING), {})
+    stopped = files(
+        ["begin 100 h 9 -", "stop 150 signal", "end 143 151"],
+        ["start 101 0", "exit 143 151 0"],
+    )
+    held = seen._records(stopped, queue(JobState.COMPLETING), {})
+    assert isinstance(main_state(held), Running)
+    timed_out = seen._records(stopped, queue(JobState.TIMEOUT), {})
+    assert main_state(timed_out).reason == "DeadlineExceeded"
+    assert timed_out[UID].reason == "DeadlineExceeded"
+
+
+def test_accounting_answers_for_jobs_that_left_the_queue():
+    seen = listing()
+    killed = files(["begin 100 h 9 -"], ["start 101 0"])
+    left = {"9": JobRecord("9", JobState.OUT_OF_MEMORY, exit_code=137)}
+    seen._records(killed, {}, left)
+    runs = seen._records(killed, {}, left)
+    assert main_state(runs).reason == "OOMKilled"
+
+
+def test_deleted_pods_are_never_reported_again():
+    seen = listing()
+    seen.forget(UID)
+    assert seen._records(files([], []), queue(JobState.RUNNING), {}) == {}
+    seen.remember(UID, "9", namespace="ns", name="p")  # created again
+    assert UID in seen._records(files([], []), queue(JobState.PENDING), {})
+
+
+def test_pods_whose_work_directory_vanished_are_forgotten():
+    seen = listing()
+    seen._records({}, {}, {})
+    assert UID in seen.known  # once could be a job just found in the queue
+    seen._records({}, {}, {})
+    assert UID not in seen.known

@@ -1,0 +1,229 @@
+"""How a container runs inside the job: the runtime's argv and environment. Pure.
+
+The result is data, never shell text: the job script reads each container's argv and
+environment from NUL-separated files and runs ``env -- ENV... ARGV...``, so no value
+passes through a shell, and no secret is written into the batch script (which Slurm
+keeps in its state).
+
+Environment values travel in the runtime's own environment, which only the job's user
+can read, not in its argv, which every user of the node can see in ``ps``:
+
+- Apptainer / Singularity: ``APPTAINERENV_NAME=value`` (``SINGULARITYENV_``) with
+  ``--cleanenv``: the runtime sets ``NAME`` in the container and nothing else leaks in.
+- Podman: ``NAME=value`` in Podman's environment and ``--env=NAME`` on its command
+  line (Podman copies the value in). Names Podman itself reads (PATH, HOME, XDG_*,
+  TMPDIR, CONTAINERS_*...) would change how Podman runs, so those few go on the
+  command line as ``--env=NAME=value`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from vkpy.backend import Container, PullPolicy
+from vkpy.errors import PodRejected
+
+RuntimeKind = Literal["apptainer", "singularity", "podman"]
+
+_PODMAN_PULL: dict[PullPolicy, str] = {
+    "Always": "always",
+    "IfNotPresent": "missing",
+    "Never": "never",
+}
+# Variables Podman (or the libraries under it) read about itself.
+_PODMAN_OWN = frozenset(
+    [
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "TMPDIR",
+        "TZ",
+        "LANG",
+        "LANGUAGE",
+        "TERM",
+        "container",
+        "NOTIFY_SOCKET",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ]
+)
+_PODMAN_OWN_PREFIXES = (
+    "XDG_",
+    "CONTAINERS_",
+    "CONTAINER_",
+    "_CONTAINERS",
+    "STORAGE_",
+    "BUILDAH_",
+    "PODMAN_",
+    "REGISTRY_",
+    "DOCKER_",
+    "LD_",
+    "GO",
+    "LC_",
+    "SLURM_",
+    "http_",
+    "https_",
+    "no_",
+    "ftp_",
+    "HTTP_",
+    "HTTPS_",
+    "NO_",
+    "FTP_",
+)
+_IMAGE_SCHEMES = ("docker://", "oras://", "library://", "shub://", "docker-archive:", "oci:")
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A path of the compute node bound into a container."""
+
+    source: str
+    destination: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    kind: RuntimeKind
+    executable: str  # the runtime's program on the compute nodes
+    flags: tuple[str, ...] = ()  # the site's extra flags for every container
+    network: Literal["host", "none"] = "host"  # podman only
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One container as the job script runs it."""
+
+    argv: tuple[str, ...]
+    env: tuple[str, ...]  # NAME=VALUE entries for the runtime's environment
+
+
+def podman_container_name(uid: str, container: str) -> str:
+    return f"vkpy-{uid}-{container}"
+
+
+def pod_environment(container: Container) -> dict[str, str]:
+    """The container's variables (a later duplicate wins, as in Kubernetes), checked."""
+    env: dict[str, str] = {}
+    for var in container.env:
+        if not var.name or "=" in var.name or "\0" in var.name:
+            raise PodRejected(f"container {container.name}: invalid variable name {var.name!r}")
+        if "\0" in var.value:
+            raise PodRejected(
+                f"container {container.name}: variable {var.name} holds a NUL byte, "
+                "which no process environment can carry"
+            )
+        env.pop(var.name, None)
+        env[var.name] = var.value
+    for word in (*container.command, *container.args):
+        if "\0" in word:
+            raise PodRejected(f"container {container.name}: an argument holds a NUL byte")
+    return env
+
+
+def podman_owns(name: str) -> bool:
+    """Whether Podman reads ``name`` itself (or, with a ``*``, would import host variables
+    matching it): such a variable goes on its command line, not in its environment."""
+    return name in _PODMAN_OWN or name.startswith(_PODMAN_OWN_PREFIXES) or "*" in name
+
+
+def _podman(
+    container: Container,
+    *,
+    uid: str,
+    options: RuntimeOptions,
+    binds: Sequence[Bind],
+    gpus: int,
+    host_network: bool,
+) -> Launch:
+    env = pod_environment(container)
+    argv = [
+        options.executable,
+        "run",
+        "--replace",
+        f"--name={podman_container_name(uid, container.name)}",
+        f"--network={'host' if host_network else options.network}",
+        f"--pull={_PODMAN_PULL[container.image_pull_policy]}",
+    ]
+    passed: list[str] = []
+    for name, value in env.items():
+        if podman_owns(name):
+            argv.append(f"--env={name}={value}")
+        else:
+            argv.append(f"--env={name}")
+            passed.append(f"{name}={value}")
+    for bind in binds:
+        argv.append(f"--volume={bind.source}:{bind.destination}:{'ro' if bind.read_only else 'rw'}")
+    if container.working_dir:
+        argv.append(f"--workdir={container.working_dir}")
+    if gpus:
+        argv.append("--device=nvidia.com/gpu=all")
+    if container.command:
+        argv.append(f"--entrypoint={json.dumps(list(container.command))}")
+    argv.extend(options.flags)
+    argv.append(container.image)
+    argv.extend(container.args)
+    return Launch(tuple(argv), tuple(passed))
+
+
+def apptainer_image(image: str) -> str:
+    """An image reference Apptainer understands: registry images get ``docker://``."""
+    if image.startswith(_IMAGE_SCHEMES) or image.startswith("/"):
+        return image
+    return f"docker://{image}"
+
+
+def _apptainer(
+    container: Container,
+    *,
+    options: RuntimeOptions,
+    binds: Sequence[Bind],
+    gpus: int,
+) -> Launch:
+    env = pod_environment(container)
+    prefix = "SINGULARITYENV_" if options.kind == "singularity" else "APPTAINERENV_"
+    argv = [
+        options.executable,
+        "exec" if container.command else "run",
+        "--containall",
+        "--writable-tmpfs",
+    ]
+    for bind in binds:
+        argv.append(f"--bind={bind.source}:{bind.destination}:{'ro' if bind.read_only else 'rw'}")
+    if container.working_dir:
+        argv.append(f"--pwd={container.working_dir}")
+    if gpus:
+        argv.append("--nv")
+    argv.extend(options.flags)
+    argv.append(apptainer_image(container.image))
+    argv.extend(container.command)
+    argv.extend(container.args)
+    return Launch(tuple(argv), tuple(f"{prefix}{n}={v}" for n, v in env.items()))
+
+
+def launch(
+    container: Container,
+    *,
+    uid: str,
+    options: RuntimeOptions,
+    binds: Sequence[Bind],
+    gpus: int = 0,
+    host_network: bool = False,
+) -> Launch:
+    """The argv and environment that run ``container`` under the configured runtime."""
+    if options.kind == "podman":
+        return _podman(
+            container,
+            uid=uid,
+            options=options,
+            binds=binds,
+            gpus=gpus,
+            host_network=host_network,
+        )
+    return _apptainer(container, options=options, binds=binds, gpus=gpus)

@@ -1,0 +1,359 @@
+"""PodSpec → everything its job needs: files to stage, the batch script, the sbatch argv.
+
+Pure: `render` does no I/O, and raises `PodRejected` for a pod that cannot run (a
+forbidden flag, a bad path, an unknown volume) before anything is staged or submitted.
+What it returns is data: directories and files with their modes, and argv lists. Pod
+values reach the cluster only inside files (each container's argv and environment,
+NUL-separated, mode 0600) and as quoted argv elements, never as shell text.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from vkpy.backend import RESTART_BACKOFF_INITIAL, Container, PodSpec, RestartPolicy, Volume
+from vkpy.backends.slurm import flags, naming, runtime
+from vkpy.backends.slurm.naming import Layout
+from vkpy.backends.slurm.report import PodMeta
+from vkpy.backends.slurm.runtime import Bind, RuntimeOptions
+from vkpy.backends.slurm.template import TEMPLATE
+from vkpy.config import SlurmConfig
+from vkpy.errors import PodRejected
+
+DIR_MODE = 0o700
+SECRET_MODE = 0o600
+VOLUME_DIR_MODE = 0o755  # what a container's non-root user needs to read its files
+EMPTY_DIR_MODE = 0o777  # as Kubernetes makes emptyDirs; the pod's directory is 0700
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# In a bind specification (src:dst:opts) and on the wire, these would change its meaning.
+_PATH_FORBIDDEN = (":", ",", "\n", "\r", "\0")
+
+# Submits the job and records its id in the same remote command, so a lost answer never
+# leads to a second submission: the next create() finds status/_jobid.
+SUBMIT = (
+    'set -e; dir=$1; shift; out=$("$@"); id=${out%%;*}; '
+    'printf "%s\\n" "$id" > "$dir/status/_jobid.tmp"; '
+    'mv -f "$dir/status/_jobid.tmp" "$dir/status/_jobid"; printf "%s\\n" "$id"'
+)
+# The job id a pod has already: from its work directory, or from the queue by name.
+EXISTING = (
+    'if [ -s "$1" ]; then cat "$1"; '
+    'else squeue --me --noheader --states=all --name="$2" --format=%i; fi'
+)
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    path: str
+    data: bytes = field(repr=False)  # may be secret: never in reprs or logs
+    mode: int = SECRET_MODE
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What create() stages and runs for one pod."""
+
+    uid: str
+    pod_dir: str
+    dirs: tuple[tuple[str, int], ...]  # (path, mode), parents first
+    files: tuple[StagedFile, ...]
+    sbatch: tuple[str, ...]  # the sbatch argv alone
+    submit: tuple[str, ...]  # the argv that submits it and records the job id
+    existing: tuple[str, ...]  # the argv that prints the pod's job id, if it has one
+    script: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What rendering needs from the configuration."""
+
+    node: str
+    runtime: RuntimeOptions
+    kill_wait_seconds: int = 30
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    sbatch_flags: tuple[str, ...] = ()
+    allowed_host_paths: tuple[str, ...] = ()
+    backoff_seconds: int = int(RESTART_BACKOFF_INITIAL)  # the kubelet's; tests shorten it
+
+    @classmethod
+    def from_config(cls, config: SlurmConfig, *, node: str) -> Settings:
+        options = RuntimeOptions(
+            kind=config.runtime,
+            executable=config.runtime_path or config.runtime,
+            flags=tuple(config.runtime_flags),
+            network=config.podman_network,
+        )
+        return cls(
+            node=node,
+            runtime=options,
+            kill_wait_seconds=config.kill_wait_seconds,
+            partition=config.partition,
+            account=config.account,
+            qos=config.qos,
+            sbatch_flags=tuple(config.sbatch_flags),
+            allowed_host_paths=tuple(config.allowed_host_paths),
+        )
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _check_identity(pod: PodSpec) -> None:
+    naming.check_uid(pod.uid)
+    if not _DNS_LABEL.match(pod.namespace) or len(pod.namespace) > 63:
+        raise PodRejected(f"namespace {pod.namespace!r} is not a DNS label")
+    if not _DNS_SUBDOMAIN.match(pod.name) or len(pod.name) > 253:
+        raise PodRejected(f"pod name {pod.name!r} is not a DNS subdomain")
+    names = [c.name for c in (*pod.init_containers, *pod.containers)]
+    for name in names:
+        naming.check_container_name(name)
+    if len(set(names)) != len(names):
+        raise PodRejected("two containers of the pod have the same name")
+    if not pod.containers:
+        raise PodRejected("the pod has no containers")
+    for volume in pod.volumes:
+        if not _DNS_LABEL.match(volume.name) or len(volume.name) > 63:
+            raise PodRejected(f"volume name {volume.name!r} is not a DNS label")
+
+
+def _check_path(path: str, what: str) -> str:
+    if any(c in path for c in _PATH_FORBIDDEN):
+        raise PodRejected(f"{what} {path!r} holds a character vkpy cannot pass (: , newline)")
+    return path
+
+
+def _relative(path: str, what: str) -> str:
+    """``path`` when it stays inside its root: relative, no ``..``."""
+    _check_path(path, what)
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise PodRejected(f"{what} {path!r} must be a relative path without '..'")
+    return path
+
+
+def _absolute(path: str, what: str) -> str:
+    _check_path(path, what)
+    if not path.startswith("/"):
+        raise PodRejected(f"{what} {path!r} must be an absolute path")
+    return posixpath.normpath(path)
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    for root in roots:
+        normal = posixpath.normpath(root)
+        if posixpath.commonpath([normal, path]) == normal:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- volumes
+
+
+def _volume_dir(pod_dir: str, volume: str) -> str:
+    return f"{pod_dir}/volumes/{volume}"
+
+
+def _binds(
+    container: Container, volumes: dict[str, Volume], *, pod_dir: str, allowed: Sequence[str]
+) -> list[Bind]:
+    binds = []
+    for mount in container.mounts:
+        volume = volumes.get(mount.volume)
+        if volume is None:
+            raise PodRejected(f"container {container.name} mounts unknown volume {mount.volume}")
+        destination = _absolute(mount.path, f"mount path of {container.name}")
+        sub = _relative(mount.sub_path, "subPath") if mount.sub_path else ""
+        if volume.kind == "hostPath":
+            host = _absolute(volume.host_path or "", f"hostPath of volume {volume.name}")
+            if not _under(host, allowed):
+                raise PodRejected(
+                    f"hostPath {host} of volume {volume.name} is not under an allowed "
+                    f"directory ({', '.join(allowed) or 'none are allowed'})"
+                )
+            source = host
+        else:
+            source = _volume_dir(pod_dir, volume.name)
+        if sub:
+            source = f"{source}/{sub}"
+        read_only = mount.read_only or volume.kind == "files"
+        binds.append(Bind(source, destination, read_only))
+    return binds
+
+
+def _stage_volumes(
+    pod: PodSpec, pod_dir: str
+) -> tuple[list[tuple[str, int]], list[StagedFile], list[str], list[str]]:
+    """Directories and files to stage, memory emptyDirs, emptyDir subPaths to make."""
+    dirs: list[tuple[str, int]] = []
+    files: list[StagedFile] = []
+    memory: list[str] = []
+    subdirs: list[str] = []
+    for volume in pod.volumes:
+        root = _volume_dir(pod_dir, volume.name)
+        if volume.kind == "files":
+            dirs.append((root, VOLUME_DIR_MODE))
+            made = set()
+            for item in volume.files:
+                relative = _relative(item.path, f"file of volume {volume.name}")
+                parent = posixpath.dirname(relative)
+                walked = ""
+                for part in parent.split("/") if parent else ():
+                    walked = f"{walked}/{part}" if walked else part
+                    if walked not in made:
+                        made.add(walked)
+                        dirs.append((f"{root}/{walked}", VOLUME_DIR_MODE))
+                mode = SECRET_MODE if volume.sensitive else item.mode & 0o777
+                files.append(StagedFile(f"{root}/{relative}", item.content, mode))
+        elif volume.kind == "emptyDir":
+            if volume.medium == "Memory":
+                memory.append(volume.name)
+            else:
+                dirs.append((root, EMPTY_DIR_MODE))
+    kinds = {v.name: v.kind for v in pod.volumes}
+    for container in (*pod.init_containers, *pod.containers):
+        for mount in container.mounts:
+            if kinds.get(mount.volume) == "emptyDir" and mount.sub_path:
+                subdirs.append(f"{mount.volume}/{_relative(mount.sub_path, 'subPath')}")
+    return dirs, files, memory, sorted(set(subdirs))
+
+
+# ---------------------------------------------------------------- the job
+
+
+def _nul_joined(words: Sequence[str]) -> bytes:
+    return b"".join(word.encode("utf-8", errors="surrogateescape") + b"\0" for word in words)
+
+
+def _bash_array(words: Sequence[str]) -> str:
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _init_policy(policy: RestartPolicy) -> RestartPolicy:
+    """Init containers restart on failure unless the pod never restarts anything."""
+    return "Never" if policy == "Never" else "OnFailure"
+
+
+def script_text(
+    pod: PodSpec,
+    *,
+    settings: Settings,
+    pod_dir: str,
+    deadline: int,
+    memory: Sequence[str],
+    subdirs: Sequence[str],
+) -> str:
+    values = {
+        "POD": f"{pod.namespace}/{pod.name}",
+        "UID": pod.uid,
+        "NODE": settings.node,
+        "DIR": shlex.quote(pod_dir),
+        "UID_Q": shlex.quote(pod.uid),
+        "GRACE": str(max(0, int(pod.termination_grace_period_seconds))),
+        "KILL_WAIT": str(settings.kill_wait_seconds),
+        "DEADLINE": str(deadline),
+        "RESTART": pod.restart_policy,
+        "INIT_RESTART": _init_policy(pod.restart_policy),
+        "BACKOFF": str(max(1, settings.backoff_seconds)),
+        "RUNTIME": settings.runtime.kind,
+        "RUNTIME_BIN": shlex.quote(settings.runtime.executable),
+        "INIT": _bash_array([c.name for c in pod.init_containers]),
+        "APPS": _bash_array([c.name for c in pod.containers]),
+        "MEMORY": _bash_array(memory),
+        "SUBDIRS": _bash_array(subdirs),
+    }
+    return re.sub(r"@([A-Z_]+)@", lambda m: values[m[1]], TEMPLATE)
+
+
+def sbatch_argv(pod: PodSpec, *, settings: Settings, pod_dir: str) -> list[str]:
+    argv = [
+        "sbatch",
+        "--parsable",
+        f"--job-name={naming.job_name(settings.node, pod.uid)}",
+        f"--comment={naming.job_comment(settings.node, pod.namespace, pod.name, pod.uid)}",
+        f"--chdir={pod_dir}",
+        f"--output={pod_dir}/logs/_job.out",
+        "--export=ALL",
+        "--no-requeue" if pod.restart_policy == "Never" else "--requeue",
+    ]
+    for what in ("partition", "account", "qos"):
+        value = getattr(settings, what)
+        if value:
+            argv.append(f"--{what}={value}")
+    argv += flags.check_flags(settings.sbatch_flags, source="backend.sbatch_flags")
+    argv += flags.annotation_flags(pod.annotations)
+    argv += flags.job_resources(pod).flags()
+    limit = flags.time_limit(pod.active_deadline_seconds)
+    if limit:
+        argv.append(limit)
+    argv.append(f"{pod_dir}/job.sh")
+    return argv
+
+
+def render(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> Submission:
+    """Everything create() needs for ``pod``; ``now`` starts its activeDeadlineSeconds."""
+    _check_identity(pod)
+    pod_dir = layout.pod(pod.uid)
+    volumes = {v.name: v for v in pod.volumes}
+    volume_dirs, volume_files, memory, subdirs = _stage_volumes(pod, pod_dir)
+    files: list[StagedFile] = []
+    for container in (*pod.init_containers, *pod.containers):
+        binds = _binds(container, volumes, pod_dir=pod_dir, allowed=settings.allowed_host_paths)
+        run = runtime.launch(
+            container,
+            uid=pod.uid,
+            options=settings.runtime,
+            binds=binds,
+            gpus=container.resources.gpus,
+            host_network=pod.host_network,
+        )
+        files.append(StagedFile(f"{pod_dir}/spec/{container.name}.argv", _nul_joined(run.argv)))
+        files.append(StagedFile(f"{pod_dir}/spec/{container.name}.env", _nul_joined(run.env)))
+    deadline = 0
+    if pod.active_deadline_seconds is not None:
+        deadline = int(now) + max(0, int(pod.active_deadline_seconds))
+    script = script_text(
+        pod, settings=settings, pod_dir=pod_dir, deadline=deadline, memory=memory, subdirs=subdirs
+    )
+    meta = PodMeta(
+        namespace=pod.namespace,
+        name=pod.name,
+        init=tuple(c.name for c in pod.init_containers),
+        containers=tuple(c.name for c in pod.containers),
+        images={c.name: c.image for c in (*pod.init_containers, *pod.containers)},
+        restart_policy=pod.restart_policy,
+        reports_ip=settings.runtime.kind != "podman"
+        or pod.host_network
+        or settings.runtime.network == "host",
+    )
+    files.append(StagedFile(f"{pod_dir}/status/{naming.META}", meta.to_json().encode() + b"\n"))
+    files.append(StagedFile(f"{pod_dir}/job.sh", script.encode(), DIR_MODE))
+    files.extend(volume_files)
+    dirs = [(pod_dir, DIR_MODE)]
+    dirs += [(f"{pod_dir}/{sub}", DIR_MODE) for sub in ("spec", "status", "logs", "run", "volumes")]
+    dirs += volume_dirs
+    sbatch = sbatch_argv(pod, settings=settings, pod_dir=pod_dir)
+    existing = (
+        "sh",
+        "-c",
+        EXISTING,
+        "sh",
+        f"{pod_dir}/status/{naming.JOB_ID}",
+        naming.job_name(settings.node, pod.uid),
+    )
+    return Submission(
+        uid=pod.uid,
+        pod_dir=pod_dir,
+        dirs=tuple(dirs),
+        files=tuple(files),
+        sbatch=tuple(sbatch),
+        submit=("sh", "-c", SUBMIT, "sh", pod_dir, *sbatch),
+        existing=existing,
+        script=script,
+    )

@@ -1,0 +1,220 @@
+"""The batch script template every pod's job runs (bash 4.2 or later).
+
+`script.render` fills the ``@NAME@`` placeholders with shell-quoted values; nothing of
+the pod but validated names reaches this text. Containers' argv and environment are
+read at run time from NUL-separated files (see `runtime`), so the script needs no
+quoting of pod data at all. `report` reads what it writes to ``status/``.
+"""
+
+TEMPLATE = r"""#!/bin/bash
+# vkpy job for pod @POD@ (uid @UID@) of node @NODE@. Written by vkpy; do not edit.
+# Runs the init containers one after the other (fail-fast), then the app containers side
+# by side, restarting them as the pod's restartPolicy says; records every run in status/
+# and exits with the worst exit code. Each container's argv and environment are read
+# from NUL-separated files in spec/: no value of the pod passes through a shell.
+umask 077
+cd -- @DIR@ || exit 1
+
+POD_UID=@UID_Q@
+GRACE=@GRACE@          # seconds from SIGTERM to SIGKILL when the pod is stopped
+KILL_WAIT=@KILL_WAIT@  # Slurm's KillWait: what is left when Slurm ends the job itself
+DEADLINE=@DEADLINE@    # epoch second when activeDeadlineSeconds runs out; 0: none
+RESTART=@RESTART@      # app containers: Never | OnFailure | Always
+INIT_RESTART=@INIT_RESTART@
+BACKOFF=@BACKOFF@      # first restart back-off in seconds; it doubles up to 30 times this
+RUNTIME=@RUNTIME@      # podman | apptainer | singularity
+RUNTIME_BIN=@RUNTIME_BIN@
+INIT=(@INIT@)
+APPS=(@APPS@)
+MEMORY=(@MEMORY@)      # emptyDir volumes on the node's memory (/dev/shm)
+SUBDIRS=(@SUBDIRS@)    # emptyDir subPaths to create
+
+stopping=""
+signalled=0
+watchdog=""
+
+now() { printf '%(%s)T' -1; }
+
+record() {  # record FILE WORDS...: one line in status/FILE
+    local file=$1
+    shift
+    printf '%s\n' "$*" >> "status/$file"
+}
+
+wait_for() {  # wait_for PID: its exit status, through any signal this shell traps
+    local rc again
+    while :; do
+        signalled=0
+        wait "$1"
+        rc=$?
+        [ "$signalled" = 1 ] || return "$rc"
+        kill -0 "$1" 2> /dev/null && continue
+        wait "$1" 2> /dev/null
+        again=$?
+        [ "$again" = 127 ] && return "$rc"
+        return "$again"
+    done
+}
+
+grace_now() {  # the grace period in force
+    local g=$GRACE why=""
+    if [ -s grace ]; then
+        read -r g < grace  # delete() says how long
+    else
+        [ -s stop ] && read -r why < stop
+        if [ "$why" = signal ] && [ "$g" -ge "$KILL_WAIT" ]; then
+            g=$((KILL_WAIT > 1 ? KILL_WAIT - 1 : 0))  # Slurm kills everything at KillWait
+        fi
+    fi
+    printf '%s\n' "$g"
+}
+
+stop_container() {  # stop_container NAME GRACE: SIGTERM, and SIGKILL after GRACE seconds
+    local pid i
+    read -r pid < "run/$1.pid" 2> /dev/null || return 0
+    if [ "$RUNTIME" = podman ]; then
+        # The container is Podman's, not our child (and `podman run` may be gone while
+        # it runs on): Podman stops it.
+        "$RUNTIME_BIN" stop --time "$2" "vkpy-$POD_UID-$1" > /dev/null 2>&1 && return 0
+    fi
+    kill -TERM "$pid" 2> /dev/null || return 0
+    for ((i = 0; i < $2; i++)); do
+        kill -0 "$pid" 2> /dev/null || return 0
+        sleep 1
+    done
+    kill -KILL "$pid" 2> /dev/null
+    return 0
+}
+
+launch() {  # launch NAME RUN: run the container once; its exit status is ours
+    local c=$1 n=$2 item pid rc code
+    local -a argv=() envs=()
+    while IFS= read -r -d '' item; do argv+=("$item"); done < "spec/$c.argv"
+    while IFS= read -r -d '' item; do envs+=("$item"); done < "spec/$c.env"
+    record "$c" start "$(now)" "$n"
+    env -- "${envs[@]}" "${argv[@]}" < /dev/null >> "logs/$c.$n.log" 2>&1 &
+    pid=$!
+    printf '%s\n' "$pid" > "run/$c.pid"
+    [ -e stop ] && stop_container "$c" "$(grace_now)" &  # stopped while it started
+    wait_for "$pid"
+    rc=$?
+    if [ "$RUNTIME" = podman ]; then
+        # A signalled `podman run` exits 0 at once, whatever its container does: ask
+        # Podman how the container ended (waiting for it if it still runs), then remove it.
+        code=$("$RUNTIME_BIN" wait "vkpy-$POD_UID-$c" 2> /dev/null) && [ -n "$code" ] && rc=$code
+        "$RUNTIME_BIN" rm --force "vkpy-$POD_UID-$c" > /dev/null 2>&1
+    fi
+    rm -f "run/$c.pid"
+    record "$c" exit "$rc" "$(now)" "$n"
+    : > "logs/$c.$n.done"
+    return "$rc"
+}
+
+supervise() {  # supervise NAME POLICY: run the container, restarting it per POLICY
+    trap 'signalled=1' TERM INT
+    local c=$1 policy=$2 n rc delay i
+    n=$(grep -c '^start ' "status/$c" 2> /dev/null)
+    n=${n:-0}  # a requeued job carries on counting
+    while :; do
+        launch "$c" "$n"
+        rc=$?
+        n=$((n + 1))
+        [ -e stop ] && return "$rc"
+        case $policy in
+            Never) return "$rc" ;;
+            OnFailure) [ "$rc" -eq 0 ] && return 0 ;;
+        esac
+        i=$((n > 6 ? 5 : n - 1))
+        delay=$((BACKOFF << i))  # the kubelet's back-off: 10 s doubling to 5 min
+        [ "$delay" -gt $((BACKOFF * 30)) ] && delay=$((BACKOFF * 30))
+        record "$c" wait "$(($(now) + delay))"
+        for ((i = 0; i < delay; i++)); do
+            [ -e stop ] && return "$rc"
+            sleep 1
+        done
+    done
+}
+
+on_stop() {  # on_stop WHY: stop every container (WHY: signal | deadline)
+    signalled=1
+    [ -n "$stopping" ] && return 0
+    stopping=$1
+    printf '%s\n' "$1" > stop
+    record _job stop "$(now)" "$1"
+    local c g
+    g=$(grace_now)
+    for c in "${INIT[@]}" "${APPS[@]}"; do
+        [ -s "run/$c.pid" ] && stop_container "$c" "$g" &
+    done
+    return 0
+}
+
+finish() {  # finish CODE
+    local v target
+    record _job end "$1" "$(now)"
+    [ -n "$watchdog" ] && kill "$watchdog" 2> /dev/null
+    for v in "${MEMORY[@]}"; do
+        target=$(readlink "volumes/$v") && rm -rf -- "$target"
+    done
+    exit "$1"
+}
+
+trap 'on_stop signal' TERM INT
+trap 'on_stop deadline' USR1
+mkdir -p run status logs volumes
+rm -f stop run/*.pid
+if [ -s grace ]; then  # deleted before it ran
+    record _job end 143 "$(now)"
+    exit 143
+fi
+ip=$(hostname -I 2> /dev/null)
+ip=${ip%% *}
+record _job begin "$(now)" "$(hostname)" "${SLURM_JOB_ID:--}" "${ip:--}"
+for v in "${MEMORY[@]}"; do
+    target=$(mktemp -d "/dev/shm/vkpy-$POD_UID-$v.XXXXXX") || finish 1
+    chmod 0777 "$target"
+    rm -rf "volumes/$v" && ln -s "$target" "volumes/$v"
+done
+for d in "${SUBDIRS[@]}"; do
+    mkdir -p -m 0777 "volumes/$d"
+done
+if [ "$DEADLINE" -gt 0 ]; then
+    (
+        sleeper=""
+        trap 'kill "$sleeper" 2> /dev/null; exit 0' TERM
+        left=$((DEADLINE - $(now)))
+        if [ "$left" -gt 0 ]; then
+            sleep "$left" &
+            sleeper=$!
+            wait "$sleeper"
+        fi
+        kill -USR1 $$
+    ) > /dev/null 2>&1 &
+    watchdog=$!
+fi
+
+worst=0
+for c in "${INIT[@]}"; do
+    [ -n "$stopping" ] && break
+    supervise "$c" "$INIT_RESTART" &
+    wait_for $!
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+        worst=$rc
+        break
+    fi
+done
+if [ -z "$stopping" ] && [ "$worst" -eq 0 ]; then
+    pids=()
+    for c in "${APPS[@]}"; do
+        supervise "$c" "$RESTART" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait_for "$pid"
+        rc=$?
+        [ "$rc" -gt "$worst" ] && worst=$rc
+    done
+fi
+finish "$worst"
+"""
