@@ -5,6 +5,12 @@ and the authenticated aiohttp session; vkpy sends its own requests through it wi
 ``_preload_content=False`` and decodes JSON itself, because deserializing into the
 generated models is the CPU bottleneck at thousands of pods. Errors are translated
 here, once, into `KubeApiError`.
+
+In a pod, the credentials are the service account's token and CA in
+``/var/run/secrets/kubernetes.io/serviceaccount``; ``VKPY_SERVICE_ACCOUNT_DIR`` names
+another directory holding ``token`` and ``ca.crt`` (to run the agent outside a pod
+exactly as it runs inside one, as the in-cluster tests do). The token file is re-read
+every minute, so a rotated projected token is picked up.
 """
 
 from __future__ import annotations
@@ -34,11 +40,19 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 # Enough parallel requests for a thousand pods' status writes, plus the watch streams.
 CONNECTION_POOL_SIZE = 64
 
-IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+SERVICE_ACCOUNT_DIR_ENV = "VKPY_SERVICE_ACCOUNT_DIR"
+
+
+def service_account_dir() -> Path:
+    """Where the in-cluster token and CA are: ``$VKPY_SERVICE_ACCOUNT_DIR``, else the
+    directory Kubernetes mounts into pods."""
+    return Path(os.environ.get(SERVICE_ACCOUNT_DIR_ENV) or SERVICE_ACCOUNT_DIR)
 
 
 async def connect(kubeconfig: Path | None) -> ApiClient:
-    """An ApiClient from ``kubeconfig``, else in-cluster config, else ``$KUBECONFIG``."""
+    """An ApiClient from ``kubeconfig``, else the service account (in a pod, or as
+    `service_account_dir` says), else ``$KUBECONFIG``."""
     configuration = Configuration()
     try:
         if kubeconfig is not None:
@@ -46,7 +60,18 @@ async def connect(kubeconfig: Path | None) -> ApiClient:
                 config_file=str(kubeconfig), client_configuration=configuration
             )
         elif "KUBERNETES_SERVICE_HOST" in os.environ:
-            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            account = service_account_dir()
+            try:
+                kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration,
+                    token_filename=str(account / "token"),
+                    cert_filename=str(account / "ca.crt"),
+                )
+            except kube_config.ConfigException as exc:
+                raise ConfigError(
+                    f"cannot load in-cluster credentials from {account} "
+                    f"(${SERVICE_ACCOUNT_DIR_ENV}): {exc}"
+                ) from exc
         elif os.environ.get("KUBECONFIG"):
             # Passed explicitly: the library reads the variable once, at import time.
             await kube_config.load_kube_config(
@@ -57,12 +82,13 @@ async def connect(kubeconfig: Path | None) -> ApiClient:
                 "no Kubernetes credentials: pass --kubeconfig, set KUBECONFIG, "
                 "or run in a pod with a service account"
             )
+        configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+        # Loads the CA file: an unreadable or garbled one is an OSError (ssl.SSLError).
+        return ApiClient(configuration)
     except kube_config.ConfigException as exc:
         raise ConfigError(f"cannot load Kubernetes credentials: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read Kubernetes credentials: {exc}") from exc
-    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
-    return ApiClient(configuration)
 
 
 def _api_error(status: int, body: bytes, what: str) -> KubeApiError:
