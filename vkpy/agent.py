@@ -104,7 +104,7 @@ class Agent:
             find_pod=self.pods.find,
             list_pods=self.pods.pods,
             logs=backend if isinstance(backend, LogReader) else None,
-            healthy=lambda: self._health_seen is None or self._health_seen.ok,
+            ready=lambda: self._health_seen is None or self._health_seen.ok,
         )
         self._health_seen: Health | None = None
         self._capacity: tuple[float, dict[str, str]] | None = None
@@ -164,19 +164,11 @@ class Agent:
         await lease.renew()
         if isinstance(self.backend, PodNotifier):
             self.backend.on_change(self.pods.backend_changed)
-        await self.pods.adopt()
-        watch = watch_forever(
-            self.kube,
-            "/api/v1/pods",
-            {"fieldSelector": f"spec.nodeName={self.identity.name}"},
-            self.pods.handle,
-            on_restart=lambda: count_watch_restart("pods"),
-        )
         loops: dict[str, Coroutine[Any, Any, None]] = {
             "lease": lease.run(),
             "serving-certificate": self.certificate.run(),
             "node-status": self.reporter.run(),
-            "pod-watch": watch,
+            "pod-watch": self._watch_pods(),
             "backend-poll": self.pods.poll_forever(),
             "pod-resync": self.pods.resync_forever(),
             "events": self.events.run(),
@@ -190,6 +182,18 @@ class Agent:
             self.identity.port,
         )
         await supervise(loops, self.stopping)
+
+    async def _watch_pods(self) -> None:
+        """Adopt the backend's jobs, then list+watch this node's pods; the lease and node
+        status run meanwhile, so an unreachable backend shows as NotReady, not as silence."""
+        await self.pods.adopt()
+        await watch_forever(
+            self.kube,
+            "/api/v1/pods",
+            {"fieldSelector": f"spec.nodeName={self.identity.name}"},
+            self.pods.handle,
+            on_restart=lambda: count_watch_restart("pods"),
+        )
 
 
 async def _guard(name: str, work: Awaitable[None]) -> None:

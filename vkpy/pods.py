@@ -138,10 +138,22 @@ class PodController:
 
     # ------------------------------------------------------------ inputs
 
-    async def adopt(self) -> None:
-        """Before the first listing: learn what the backend runs already."""
-        with backend_call("list"):
-            runs = await self.backend.list()
+    async def adopt(self, *, first_delay: float = 0.5, max_delay: float = 30.0) -> None:
+        """Before the first listing: learn what the backend runs already. Retried until
+        the backend answers: watching pods without knowing its jobs could submit twice."""
+        attempt = 0
+        while True:
+            try:
+                with backend_call("list"):
+                    runs = await self.backend.list()
+                break
+            except BackendUnavailable as exc:
+                delay = min(first_delay * 2**attempt, max_delay)
+                attempt += 1
+                logger.warning(
+                    "backend unavailable before adoption: %s; retrying in %.1fs", exc, delay
+                )
+                await asyncio.sleep(delay)
         for uid, run in runs.items():
             self.orphans[uid] = run
 

@@ -14,4 +14,8 @@ def build_backend(settings: Settings) -> Backend:
         if config.state_dir is None:  # beside the agent's own state, per node
             config = config.model_copy(update={"state_dir": state_directory(settings) / "podman"})
         return PodmanBackend(config, node_name=settings.node.name)
+    if config.kind == "slurm":
+        from vkpy.backends.slurm import build_slurm_backend
+
+        return build_slurm_backend(config, node_name=settings.node.name)
     raise AssertionError(f"unknown backend kind {config.kind}")  # pydantic refused it already

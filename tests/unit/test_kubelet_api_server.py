@@ -328,7 +328,7 @@ async def test_health_listener_is_plain_http_without_auth(server, gate):
     assert gate.checked == []
 
 
-async def test_health_reflects_the_agent(tls, gate):
+async def test_readiness_reflects_the_backend_and_liveness_does_not(tls, gate):
     healthy = [True]
     api = KubeletApiServer(
         node_name="n",
@@ -338,17 +338,21 @@ async def test_health_reflects_the_agent(tls, gate):
         find_pod=lambda namespace, name: None,
         list_pods=list,
         logs=None,
-        healthy=lambda: healthy[0],
+        ready=lambda: healthy[0],
     )
     await api.start()
     try:
         async with aiohttp.ClientSession() as session:
-            health = f"http://127.0.0.1:{api.health_port}/healthz"
-            async with session.get(health) as response:
-                assert response.status == 200
+            base = f"http://127.0.0.1:{api.health_port}"
+            for path in ("/healthz", "/readyz"):
+                async with session.get(base + path) as response:
+                    assert (response.status, await response.text()) == (200, "ok")
             healthy[0] = False
-            async with session.get(health) as response:
-                assert (response.status, await response.text()) == (500, "healthz check failed")
+            async with session.get(base + "/readyz") as response:
+                assert response.status == 500
+                assert "backend is unhealthy" in await response.text()
+            async with session.get(base + "/healthz") as response:
+                assert (response.status, await response.text()) == (200, "ok")
     finally:
         await api.close()
 

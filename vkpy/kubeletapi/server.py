@@ -11,8 +11,10 @@ the kubelet does, /healthz included):
     /stats/summary, /metrics/resource                   not serve them yet, and says so
 
 The plain-HTTP listener (``health_port``, 127.0.0.1:10248 by default like the
-kubelet's healthz port, 0 = off) serves /healthz and /metrics without authentication,
-for probes and scrapers that cannot present credentials.
+kubelet's healthz port, 0 = off) serves /healthz, /readyz and /metrics without
+authentication, for probes and scrapers that cannot present credentials. /healthz says
+the agent is alive; /readyz also needs a healthy backend. They differ on purpose: a
+restart cannot bring back an unreachable login node, so liveness must not fail on it.
 
 Logs: the query is parsed like the kubelet's (`parse_log_query`); the pod must be one
 the agent knows and the container one of its containers (else 404). Bytes come from
@@ -128,7 +130,7 @@ class KubeletApiServer:
         find_pod: PodLookup,
         list_pods: PodLister,
         logs: LogReader | None,
-        healthy: Callable[[], bool] | None = None,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self.node_name = node_name
         self.config = config
@@ -137,7 +139,7 @@ class KubeletApiServer:
         self._find_pod = find_pod
         self._list_pods = list_pods
         self._logs = logs
-        self._healthy = healthy
+        self._ready = ready
         self._runners: list[web.AppRunner] = []
         self._api_runner: web.AppRunner | None = None
         self._health_runner: web.AppRunner | None = None
@@ -172,10 +174,11 @@ class KubeletApiServer:
         return app
 
     def health_app(self) -> web.Application:
-        """The plain-HTTP application: /healthz and /metrics, no authentication."""
+        """The plain-HTTP application: /healthz, /readyz and /metrics, no authentication."""
         app = web.Application()
         app.on_response_prepare.append(_on_prepare)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         return app
 
@@ -190,8 +193,11 @@ class KubeletApiServer:
     # ------------------------------------------------------------ handlers
 
     async def _healthz(self, _request: web.Request) -> web.Response:
-        if self._healthy is not None and not self._healthy():
-            return web.Response(status=500, text="healthz check failed")
+        return web.Response(text="ok")
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        if self._ready is not None and not self._ready():
+            return web.Response(status=500, text="readyz check failed: the backend is unhealthy")
         return web.Response(text="ok")
 
     async def _metrics(self, request: web.Request) -> web.Response:

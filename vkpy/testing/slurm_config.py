@@ -59,6 +59,7 @@ def slurm_agent_config(ssh: Ssh, slurm: Slurm, *, node_name: str = NODE_NAME) ->
         "kubelet_api": {
             "address": "127.0.0.1",
             "port": KUBELET_PORT,
+            "health_port": KUBELET_PORT + 1,  # the Podman node has the default 10248
             "serving_certificate": "csr",
             "approve_own_csr": True,
         },

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from vkpy.testing import condor, podman, slurm, sshd
+from vkpy.testing import condor, podman, rootless, slurm, sshd
 from vkpy.testing.controlplane import ControlPlane, ControlPlanePorts, ControlPlaneRunner
 from vkpy.testing.processes import Supervisor
+from vkpy.testing.slurm_config import write_slurm_agent_config
 
 SHARED_DIR = Path("/var/lib/vkpy-testbed")
 SSH_PORT = 22222
@@ -72,6 +73,7 @@ def write_agent_configs(endpoints: Endpoints) -> None:
     (endpoints.state / "podman.yaml").write_text(
         header + yaml.safe_dump(podman_agent_config(endpoints), sort_keys=False)
     )
+    write_slurm_agent_config(endpoints.state / "slurm.yaml", endpoints.ssh, endpoints.slurm)
 
 
 def default_state_dir() -> Path:
@@ -109,6 +111,7 @@ class Testbed:
         login = sshd.up(
             self.state, self.supervisor, port=SSH_PORT, slurm_conf=batch.conf, extra_path=condor_bin
         )
+        rootless.prepare_login_user(login.user)  # Slurm jobs run containers with it
         timings["slurm+sshd"] = time.monotonic() - mark
         endpoints = Endpoints(self.state, cluster, pod_runtime, batch, login, timings)
         self._write_env(endpoints)
