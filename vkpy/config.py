@@ -30,7 +30,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from vkpy.errors import ConfigError
+from vkpy.errors import ConfigError, PodRejected
 
 
 class _Strict(BaseModel):
@@ -236,14 +236,14 @@ class SshConfig(_Strict):
         return self
 
 
-class SlurmConfig(_Strict):
-    """Pods as Slurm jobs, submitted over SSH to a login node (or locally on one)."""
+class _BatchConfig(_Strict):
+    """What every batch-system backend shares: where commands run, the pods' work
+    directories, and the container runtime the job script uses."""
 
-    kind: Literal["slurm"] = "slurm"
     ssh: SshConfig | None = Field(
         None,
-        description="The login node to reach over SSH. Unset: the agent runs on a login "
-        "node itself and calls sbatch, squeue... directly.",
+        description="The login node (submit node) to reach over SSH. Unset: the agent runs "
+        "on it itself and calls the batch system's commands directly.",
     )
     work_dir: str = Field(
         "vkpy",
@@ -276,6 +276,12 @@ class SlurmConfig(_Strict):
         description="Network of containers under the podman runtime (rootless Podman "
         "offers host or none); host shares the compute node's network, as Apptainer does.",
     )
+
+
+class SlurmConfig(_BatchConfig):
+    """Pods as Slurm jobs, submitted over SSH to a login node (or locally on one)."""
+
+    kind: Literal["slurm"] = "slurm"
     partition: str | None = Field(None, description="Slurm partition (--partition).")
     account: str | None = Field(None, description="Slurm account (--account).")
     qos: str | None = Field(None, description="Slurm QOS (--qos).")
@@ -320,7 +326,55 @@ class SlurmConfig(_Strict):
     max_pods: int = Field(1000, ge=1, description="Pods the node accepts.")
 
 
-BackendConfig = Annotated[PodmanConfig | SlurmConfig, Field(discriminator="kind")]
+class HTCondorConfig(_BatchConfig):
+    """Pods as HTCondor jobs, submitted over SSH to a submit node (or locally on one)."""
+
+    kind: Literal["htcondor"] = "htcondor"
+    submit_commands: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra submit commands for every pod, e.g. {requirements: "
+        "'(OpSysMajorVer == 9)', '+AccountingGroup': '\"group.user\"'}; pods add their "
+        "own with annotations htcondor.vkpy.io/<command>. Commands vkpy sets itself "
+        "(executable, output, request_*, +Vkpy*...) are refused.",
+    )
+    kill_wait_seconds: int = Field(
+        30,
+        ge=1,
+        description="The job's job_max_vacate_time: when HTCondor ends a job itself "
+        "(condor_rm, periodic_remove, eviction), containers get SIGTERM and this much "
+        "time, less a second, before SIGKILL.",
+    )
+    command_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Timeout of one command (condor_submit, condor_q...) on the submit node.",
+    )
+    delete_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="After a pod's grace period, how long delete waits for the job to leave "
+        "the queue before failing (the agent then retries).",
+    )
+    work_dir_retention_seconds: int = Field(
+        0,
+        ge=0,
+        description="Keep a deleted pod's work directory (logs, script) this long, under "
+        "<work_dir>/<node>/.deleted, for debugging; 0 removes it at once.",
+    )
+    max_pods: int = Field(1000, ge=1, description="Pods the node accepts.")
+
+    @field_validator("submit_commands")
+    @classmethod
+    def _commands_allowed(cls, commands: dict[str, str]) -> dict[str, str]:
+        from vkpy.backends.htcondor.submit import extra_commands
+
+        try:
+            return extra_commands(commands, {})
+        except PodRejected as exc:
+            raise ValueError(str(exc)) from None
+
+
+BackendConfig = Annotated[PodmanConfig | SlurmConfig | HTCondorConfig, Field(discriminator="kind")]
 
 
 class Settings(BaseSettings):

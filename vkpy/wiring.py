@@ -18,4 +18,8 @@ def build_backend(settings: Settings) -> Backend:
         from vkpy.backends.slurm import build_slurm_backend
 
         return build_slurm_backend(config, node_name=settings.node.name)
+    if config.kind == "htcondor":
+        from vkpy.backends.htcondor import build_htcondor_backend
+
+        return build_htcondor_backend(config, node_name=settings.node.name)
     raise AssertionError(f"unknown backend kind {config.kind}")  # pydantic refused it already

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from vkpy.kube.client import Kube
 
@@ -72,3 +80,113 @@ async def events_for(kube: Kube, namespace: str, name: str) -> list[JSON]:
         f"/api/v1/namespaces/{namespace}/events", fieldSelector=f"involvedObject.name={name}"
     )
     return list(listing.get("items") or [])
+
+
+class AgentProcess:
+    """`vkpy run` as users start it, in its own process."""
+
+    def __init__(
+        self,
+        testbed: Any,
+        tmp_path: Path,
+        name: str,
+        config: str = "podman.yaml",
+        *,
+        settings: dict[str, Any] | None = None,
+        backend: dict[str, Any] | None = None,
+    ) -> None:
+        """The testbed's ``config`` for node ``name``, with top-level ``settings`` and
+        ``backend`` fields replaced."""
+        self.name = name
+        document = yaml.safe_load((testbed.state / config).read_text())
+        document["state_dir"] = str(tmp_path / "agent")
+        document["kubelet_api"].update({"port": 0, "health_port": 0})
+        if document["backend"]["kind"] == "podman":
+            document["backend"]["state_dir"] = str(tmp_path / "podman")
+        document["status_poll_seconds"] = 1
+        document.update(settings or {})
+        document["backend"].update(backend or {})
+        self.config = tmp_path / "agent.yaml"
+        self.config.write_text(yaml.safe_dump(document))
+        self.log = tmp_path / "agent.log"
+        self.env = {**os.environ, "KUBECONFIG": str(testbed.cluster.admin_kubeconfig)}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "vkpy.cli",
+                    "run",
+                    "--config",
+                    str(self.config),
+                    "--node-name",
+                    self.name,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(30)
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+
+
+async def node_ready(kube: Kube, name: str) -> bool:
+    try:
+        node = await kube.get(f"/api/v1/nodes/{name}")
+    except Exception:
+        return False
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
+
+
+def kubectl(testbed: Any, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(testbed.cluster.admin_kubeconfig)}
+    return subprocess.run(
+        ["kubectl", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_agent(
+    kube: Kube,
+    process: AgentProcess,
+    *,
+    timeout: float = 40,
+    drained: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncIterator[AgentProcess]:
+    """Start ``process``, wait until its node is Ready; on the way out delete the node's
+    pods, wait until they are gone from the API and ``drained`` (the backend holds
+    nothing of the node) is true, stop the agent and delete the node."""
+    process.start()
+    try:
+        await eventually(lambda: node_ready(kube, process.name), timeout=timeout, what="Ready")
+    except AssertionError:
+        process.stop()
+        raise AssertionError(f"agent never got Ready:\n{process.tail()}") from None
+    try:
+        yield process
+    finally:
+        selector = f"spec.nodeName={process.name}"
+        for pod in (await kube.get("/api/v1/pods", fieldSelector=selector))["items"]:
+            with contextlib.suppress(Exception):
+                meta = pod["metadata"]
+                await kube.delete(f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}")
+
+        async def no_pods() -> bool:
+            return not (await kube.get("/api/v1/pods", fieldSelector=selector))["items"]
+
+        with contextlib.suppress(AssertionError):
+            await eventually(no_pods, timeout=60, what="the agent to delete its pods")
+            if drained is not None:
+                await eventually(drained, timeout=30, what="the backend to hold nothing")
+        process.stop()
+        with contextlib.suppress(Exception):
+            await kube.delete(f"/api/v1/nodes/{process.name}")

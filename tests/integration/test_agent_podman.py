@@ -8,17 +8,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes_asyncio.client import ApiClient
 
 from vkpy.kube.client import Kube
 
-from .helpers import events_for, eventually, pod_for, pod_phase
+from .helpers import AgentProcess, events_for, eventually, kubectl, node_ready, pod_for, pod_phase
 
 NS = "default"
 IMAGE = "localhost/busybox:latest"
@@ -29,64 +26,13 @@ async def kube(kube_api: ApiClient):
     return Kube(kube_api)
 
 
-class AgentProcess:
-    """`vkpy run` as users start it, in its own process."""
-
-    def __init__(self, testbed, tmp_path: Path, name: str) -> None:
-        self.name = name
-        document = yaml.safe_load((testbed.state / "podman.yaml").read_text())
-        document["state_dir"] = str(tmp_path / "agent")
-        document["kubelet_api"].update({"port": 0, "health_port": 0})
-        document["backend"]["state_dir"] = str(tmp_path / "podman")
-        document["status_poll_seconds"] = 1
-        self.config = tmp_path / "agent.yaml"
-        self.config.write_text(yaml.safe_dump(document))
-        self.log = tmp_path / "agent.log"
-        self.env = {**os.environ, "KUBECONFIG": str(testbed.cluster.admin_kubeconfig)}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "vkpy.cli",
-                    "run",
-                    "--config",
-                    str(self.config),
-                    "--node-name",
-                    self.name,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-            )
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(30)
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-
-
-async def _ready(kube, name):
-    try:
-        node = await kube.get(f"/api/v1/nodes/{name}")
-    except Exception:
-        return False
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
-
-
 @pytest.fixture
 async def agent(testbed, kube, tmp_path):
     name = f"podman-{uuid.uuid4().hex[:6]}"
     process = AgentProcess(testbed, tmp_path, name)
     process.start()
     try:
-        await eventually(lambda: _ready(kube, name), timeout=30, what="node Ready")
+        await eventually(lambda: node_ready(kube, name), timeout=30, what="node Ready")
     except AssertionError:
         process.stop()
         raise AssertionError(f"agent never got Ready:\n{process.tail()}") from None
@@ -115,13 +61,6 @@ def _podman_cleanup(testbed, node: str) -> None:
         pods = _podman(testbed, "pod", "ps", "-q", "--filter", f"label=vkpy.io/node={node}")
         for pod in pods.split():
             _podman(testbed, "pod", "rm", "-f", pod)
-
-
-def kubectl(testbed, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(testbed.cluster.admin_kubeconfig)}
-    return subprocess.run(
-        ["kubectl", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 async def create(kube, pod):
@@ -311,7 +250,7 @@ async def test_kill_9_and_restart_adopts_the_running_container(testbed, kube, ag
     agent.stop(signal.SIGKILL)
     agent.start()
     await asyncio.sleep(3)
-    await eventually(lambda: _ready(kube, agent.name), timeout=30, what="Ready after restart")
+    await eventually(lambda: node_ready(kube, agent.name), timeout=30, what="Ready after restart")
     await asyncio.sleep(2)
     after = await kube.get(f"/api/v1/namespaces/{NS}/pods/{name}")
     status = after["status"]["containerStatuses"][0]

@@ -30,3 +30,14 @@ def test_submit_description_commands_and_custom_attributes():
     )
     assert commands == {"executable": "/bin/sh", "request_memory": "64MB"}
     assert custom == {"VkpyPodUID": '"abc"', "VkpyNode": '"n1"'}
+
+
+def test_constraints_the_backend_sends_select_as_htcondor_would():
+    from vkpy.backends.htcondor import queue
+    from vkpy.testing.condor_standin import _constraint
+
+    argv = queue.condor_history_argv("n1", ["4.0", "9.0"])
+    matches = _constraint(argv[argv.index("-constraint") + 1])
+    assert matches({"VkpyNode": "n1", "ClusterId": 9})
+    assert not matches({"VkpyNode": "n1", "ClusterId": 5})
+    assert not matches({"VkpyNode": "n2", "ClusterId": 4})

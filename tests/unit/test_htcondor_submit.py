@@ -7,9 +7,10 @@ from pathlib import Path
 import htcondor2
 import pytest
 
-from vkpy.backend import Container, PodSpec, Resources, Running, Terminated, Waiting
-from vkpy.backends.htcondor.state import job_state
+from vkpy.backend import Container, PodSpec, Resources
+from vkpy.backends.htcondor.state import by_pod, job_state
 from vkpy.backends.htcondor.submit import node_constraint, pod_resources, submit_description
+from vkpy.backends.slurm.state import Phase
 from vkpy.errors import PodRejected
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "htcondor"
@@ -35,19 +36,26 @@ def parse(text):
     return dict(htcondor2.Submit(text).items())
 
 
+def describe(spec, **kwargs):
+    return submit_description(spec, node_name=kwargs.pop("node_name", "n"), pod_dir="/w", **kwargs)
+
+
 def test_description_parses_with_htcondor_and_carries_the_pod():
     text = submit_description(
         pod(active_deadline_seconds=600),
         node_name="vk-1",
-        script="/home/u/.vkpy/pods/uid-1/run.sh",
-        work_dir="/home/u/.vkpy/pods/uid-1",
+        pod_dir="/home/u/vkpy/vk-1/uid-1",
+        kill_wait_seconds=20,
     )
     submit = parse(text)
-    assert submit["executable"] == "/home/u/.vkpy/pods/uid-1/run.sh"
+    assert submit["executable"] == "/home/u/vkpy/vk-1/uid-1/job.sh"
+    assert submit["initialdir"] == "/home/u/vkpy/vk-1/uid-1"
+    assert (submit["output"], submit["error"]) == ("logs/_job.out", "logs/_job.err")
     assert submit["request_cpus"] == "4"  # the init container needs more than both apps
     assert submit["request_memory"] == "384MB"
     assert submit["request_gpus"] == "1"
-    assert submit["allowed_job_duration"] == "600"
+    assert submit["job_max_vacate_time"] == "20"
+    assert submit["allowed_job_duration"] == "630"  # the script's deadline comes first
     assert submit["MY.VkpyPodUID"] == '"uid-1"'
     assert submit["MY.VkpyNode"] == '"vk-1"'
     assert submit["MY.VkpyPodName"] == '"we\\"ird"'
@@ -62,13 +70,7 @@ def test_extra_commands_from_config_and_annotations():
         }
     )
     submit = parse(
-        submit_description(
-            annotated,
-            node_name="n",
-            script="/s",
-            work_dir="/w",
-            config_extra={"requirements": "True", "+ProjectName": '"x"'},
-        )
+        describe(annotated, config_extra={"requirements": "True", "+ProjectName": '"x"'})
     )
     assert submit["requirements"] == "(OpSysMajorVer == 9)"
     assert submit["MY.AccountingGroup"] == '"physics.alice"'
@@ -81,22 +83,19 @@ def test_extra_commands_from_config_and_annotations():
 def test_contract_breaking_commands_are_refused(command):
     bad = pod(annotations={f"htcondor.vkpy.io/{command}": "x"})
     with pytest.raises(PodRejected, match="HTCondor submit command"):
-        submit_description(bad, node_name="n", script="/s", work_dir="/w")
+        describe(bad)
 
 
 def test_multiline_values_are_refused():
     bad = pod(annotations={"htcondor.vkpy.io/requirements": "True\nexecutable = /bin/evil"})
     with pytest.raises(PodRejected, match="spans lines"):
-        submit_description(bad, node_name="n", script="/s", work_dir="/w")
+        describe(bad)
 
 
 def test_pod_resources_without_requests():
     plain = pod(containers=(Container("a", "img"),), init_containers=())
     assert pod_resources(plain) == Resources()
-    assert (
-        parse(submit_description(plain, node_name="n", script="/s", work_dir="/w"))["request_cpus"]
-        == "1"
-    )
+    assert parse(describe(plain))["request_cpus"] == "1"
 
 
 def test_node_constraint_quotes_the_name():
@@ -109,26 +108,41 @@ def ads(name):
 
 def test_queue_states():
     queue = ads("condor_q.json")
-    assert job_state(queue[101]).state == Waiting("ContainerCreating", "idle in the HTCondor queue")
-    running = job_state(queue[102]).state
-    assert isinstance(running, Running) and running.started_at.timestamp() == 1764070010
+    idle = job_state(queue[101])
+    assert (idle.phase, idle.message, idle.job_id) == (
+        Phase.WAITING,
+        "HTCondor job 101.0 is idle",
+        "101.0",
+    )
+    assert job_state(queue[102]).phase is Phase.RUNNING
     held = job_state(queue[103])
-    assert held.state.reason == "Held" and "Permission denied" in held.state.message
+    assert held.phase is Phase.WAITING and "is held:" in held.message
+    assert "Permission denied" in held.message
     deadline = job_state(queue[104])
-    assert deadline.pod_reason == "DeadlineExceeded"
-    assert isinstance(deadline.state, Terminated) and deadline.state.reason == "DeadlineExceeded"
+    assert deadline.phase is Phase.TERMINATED and deadline.ending is not None
+    assert deadline.ending.pod_reason == deadline.ending.container_reason == "DeadlineExceeded"
 
 
 def test_history_states_carry_real_exit_codes():
     history = ads("condor_history.json")
-    ok, killed, removed, failed = (job_state(history[n]).state for n in (98, 97, 96, 95))
-    assert (ok.exit_code, ok.reason) == (0, "Completed")
-    assert (killed.exit_code, killed.signal, killed.reason) == (137, 9, "Error")
-    assert removed.reason == "Error" and "condor_rm" in removed.message
-    assert (failed.exit_code, failed.reason) == (3, "Error")
+    ok, killed, removed, failed = (job_state(history[n]) for n in (98, 97, 96, 95))
+    assert all(s.terminal for s in (ok, killed, removed, failed))
+    assert (ok.exit_code, ok.signal, ok.ending) == (0, None, None)
+    assert (killed.exit_code, killed.signal) == (137, 9)
+    assert removed.ending is not None and "condor_rm" in removed.ending.message
+    assert removed.ending.pod_reason == ""
+    assert (failed.exit_code, failed.ending) == (3, None)
+
+
+def test_ads_are_grouped_by_pod_newest_first():
+    both = json.loads((FIXTURES / "condor_q.json").read_text())
+    older = {**both[0], "ClusterId": 7}
+    grouped = by_pod([older, *both, {"ClusterId": 1, "JobStatus": 1}])
+    assert [a["ClusterId"] for a in grouped["11111111-aaaa"]] == [101, 7]
+    assert len(grouped) == 4  # the ad without a pod UID is not the node's
 
 
 def test_unknown_status_is_waiting_not_a_crash(caplog):
     state = job_state({"ClusterId": 1, "JobStatus": 42})
-    assert state.state == Waiting("Unknown", "HTCondor JobStatus 42")
+    assert (state.phase, state.message) == (Phase.WAITING, "HTCondor JobStatus 42")
     assert "unknown JobStatus" in caplog.text

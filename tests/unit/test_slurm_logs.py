@@ -85,3 +85,25 @@ def test_job_names_pair_jobs_with_this_nodes_pods():
     assert layout.uid_of_status_file(f"/w/hpc-1/{uid}/status/main") == (uid, "main")
     assert layout.uid_of_status_file(f"/w/hpc-1/{uid}/logs/main.0.log") is None
     assert layout.uid_of_status_file(f"/w/hpc-1/.deleted/{uid}/status/main") is None
+
+
+async def test_follow_ends_when_the_job_leaves_the_queue_without_a_marker(tmp_path):
+    # A job killed outright never writes .done: the queue check ends the follow.
+    log, done, job = tmp_path / "main.0.log", tmp_path / "main.0.done", tmp_path / "job-7"
+    log.write_bytes(b"last words before SIGKILL\n")
+    job.touch()
+    argv = logs.follow_argv(
+        str(log), str(done), job_id=str(job), tail_lines=None, queued='[ -e "$job" ]', check_every=2
+    )
+    task = asyncio.create_task(read(argv))
+    await asyncio.sleep(2.5)
+    assert not task.done()  # still queued: still following
+    job.unlink()
+    assert await asyncio.wait_for(task, timeout=5) == b"last words before SIGKILL\n"
+    assert not done.exists()
+
+
+def test_queue_checks_take_the_job_id_from_the_script_not_the_pod():
+    for queued in (logs.SLURM_QUEUED, logs.HTCONDOR_QUEUED):
+        argv = logs.follow_argv("/w/l", "/w/d", job_id="12.0", tail_lines=None, queued=queued)
+        assert queued in argv[2] and argv[6] == "12.0"

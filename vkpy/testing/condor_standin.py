@@ -201,8 +201,10 @@ def submit(argv: list[str]) -> int:
 
 
 def run_job(cluster: int) -> int:
-    ad = _load(cluster)
     time.sleep(0.2)  # matchmaking
+    ad = _load(cluster)
+    if ad["JobStatus"] == REMOVED:  # removed while idle: it never runs
+        return 0
     now = int(time.time())
     argv = [ad["Cmd"], *parse_arguments(ad["Args"])] if ad["Args"] else [ad["Cmd"]]
     with (
@@ -246,7 +248,9 @@ def run_job(cluster: int) -> int:
             _save(ad)
             return 0
     ad = _load(cluster)
-    if ad["JobStatus"] == REMOVED:
+    if ad["JobStatus"] == REMOVED:  # as HTCondor, it leaves the queue once it has exited
+        ad["StandinExited"] = True
+        _save(ad)
         return 0
     finished = int(time.time())
     ad.update(
@@ -272,6 +276,11 @@ def _constraint(expression: str) -> Any:
     """A predicate for the constraints the backend sends: comparisons joined by &&."""
     clauses = []
     for part in expression.split("&&"):
+        member = re.fullmatch(r"\s*member\((\w+),\s*\{([-\d,\s]*)\}\)\s*", part)
+        if member is not None:
+            options = {int(n) for n in member.group(2).split(",") if n.strip()}
+            clauses.append((member.group(1), True, options))
+            continue
         match = re.fullmatch(
             r'\s*\(?\s*(\w+)\s*(==|=\?=|!=|=!=)\s*("(?:[^"\\]|\\.)*"|-?\d+)\s*\)?\s*', part
         )
@@ -281,24 +290,43 @@ def _constraint(expression: str) -> Any:
         value = json.loads(literal)
         clauses.append((name, operator in ("==", "=?="), value))
 
+    def holds(value: Any, wanted: Any) -> bool:
+        return value in wanted if isinstance(wanted, set) else bool(value == wanted)
+
     def matches(ad: ClassAd) -> bool:
-        return all((ad.get(n) == v) == equal for n, equal, v in clauses)
+        return all(holds(ad.get(n), v) == equal for n, equal, v in clauses)
 
     return matches
 
 
+def _in_queue(ad: ClassAd) -> bool:
+    """Removed jobs stay in the queue until their process has exited."""
+    if ad["JobStatus"] == REMOVED:
+        return "StandinPid" in ad and not ad.get("StandinExited")
+    return ad["JobStatus"] in IN_QUEUE
+
+
 def _selected(argv: list[str], statuses: tuple[int, ...]) -> list[ClassAd]:
     matches = _constraint(argv[argv.index("-constraint") + 1]) if "-constraint" in argv else None
-    ids = {int(a.split(".")[0]) for a in argv if re.fullmatch(r"\d+(\.\d+)?", a)}
+    valued = ("-limit", "-constraint", "-attributes", "-af")
+    options = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in valued]
+    ids = {
+        int(a.split(".")[0]) for a in argv if re.fullmatch(r"\d+(\.\d+)?", a) and a not in options
+    }
     chosen = []
     for ad in _jobs():
-        if ad["JobStatus"] not in statuses:
+        if statuses == IN_QUEUE:
+            if not _in_queue(ad):
+                continue
+        elif ad["JobStatus"] not in statuses or _in_queue(ad):
             continue
         if ids and ad["ClusterId"] not in ids:
             continue
         if matches is not None and not matches(ad):
             continue
-        chosen.append({k: v for k, v in ad.items() if v is not None and k != "StandinPid"})
+        chosen.append(
+            {k: v for k, v in ad.items() if v is not None and not k.startswith("Standin")}
+        )
     return chosen
 
 
@@ -316,13 +344,15 @@ def query(argv: list[str]) -> int:
 
 
 def history(argv: list[str]) -> int:
-    ads = _selected(argv, (REMOVED, COMPLETED))
-    _print_json(sorted(ads, key=lambda a: -a["ClusterId"]), argv)
+    ads = sorted(_selected(argv, (REMOVED, COMPLETED)), key=lambda a: -a["ClusterId"])
+    if "-limit" in argv:  # the newest N matches, as condor_history reads backwards
+        ads = ads[: int(argv[argv.index("-limit") + 1])]
+    _print_json(ads, argv)
     return 0
 
 
 def remove(argv: list[str]) -> int:
-    targets = _selected(argv, IN_QUEUE)
+    targets = [ad for ad in _selected(argv, IN_QUEUE) if ad["JobStatus"] != REMOVED]
     if not targets:
         what = " ".join(a for a in argv if not a.startswith("-"))
         print(f"Couldn't find/remove all jobs matching constraint {what}", file=sys.stderr)

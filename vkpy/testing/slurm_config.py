@@ -25,6 +25,17 @@ KUBELET_PORT = 10251  # beside the Podman node's 10250, so both can run at once
 KILL_WAIT_SECONDS = 5  # the testbed's slurm.conf KillWait
 
 
+def ssh_section(ssh: Ssh) -> dict[str, Any]:
+    """The ``backend.ssh`` section that reaches the testbed's login node."""
+    return {
+        "host": ssh.host,
+        "port": ssh.port,
+        "user": ssh.user,
+        "key_files": [str(ssh.client_key)],
+        "known_hosts": str(ssh.known_hosts),
+    }
+
+
 def slurm_backend_config(
     ssh: Ssh, slurm: Slurm, overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -32,13 +43,7 @@ def slurm_backend_config(
     ``overrides`` replace whole fields."""
     backend: dict[str, Any] = {
         "kind": "slurm",
-        "ssh": {
-            "host": ssh.host,
-            "port": ssh.port,
-            "user": ssh.user,
-            "key_files": [str(ssh.client_key)],
-            "known_hosts": str(ssh.known_hosts),
-        },
+        "ssh": ssh_section(ssh),
         "runtime": "podman",
         "podman_network": "host",
         "work_dir": "vkpy",

@@ -17,6 +17,7 @@ import yaml
 
 from vkpy.testing import condor, podman, rootless, slurm, sshd
 from vkpy.testing.controlplane import ControlPlane, ControlPlanePorts, ControlPlaneRunner
+from vkpy.testing.htcondor_config import write_htcondor_agent_config
 from vkpy.testing.processes import Supervisor
 from vkpy.testing.slurm_config import write_slurm_agent_config
 
@@ -74,6 +75,7 @@ def write_agent_configs(endpoints: Endpoints) -> None:
         header + yaml.safe_dump(podman_agent_config(endpoints), sort_keys=False)
     )
     write_slurm_agent_config(endpoints.state / "slurm.yaml", endpoints.ssh, endpoints.slurm)
+    write_htcondor_agent_config(endpoints.state / "htcondor.yaml", endpoints.ssh)
 
 
 def default_state_dir() -> Path:

@@ -3,45 +3,62 @@
 JobStatus: 1 idle and 7 suspended wait; 2 running and 6 transferring output run;
 4 completed and 3 removed are terminated with the real exit code (ExitCode, or
 128 + ExitSignal when ExitBySignal); 5 held waits with its HoldReason as message,
-except a hold for exceeding allowed_job_duration (HoldReasonCode 46), which is the
-pod's DeadlineExceeded. Unknown statuses are reported as waiting, with a warning.
+except a hold for exceeding allowed_job_duration (HoldReasonCode 46), which ends the
+pod with DeadlineExceeded. Unknown statuses wait, with a warning.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from vkpy.backend import Running, Terminated, Waiting
+from vkpy.backends.htcondor.submit import UID_ATTRIBUTE
+from vkpy.backends.slurm.state import Ending, Phase
 
 logger = logging.getLogger(__name__)
 
 IDLE, RUNNING, REMOVED, COMPLETED, HELD, TRANSFERRING, SUSPENDED = 1, 2, 3, 4, 5, 6, 7
 HOLD_DURATION_EXCEEDED = 46
-IN_QUEUE = frozenset({IDLE, RUNNING, HELD, TRANSFERRING, SUSPENDED})
+# What list() asks condor_q and condor_history for.
+ATTRIBUTES = (
+    "ClusterId",
+    "ProcId",
+    "JobStatus",
+    UID_ATTRIBUTE,
+    "HoldReason",
+    "HoldReasonCode",
+    "RemoveReason",
+    "ExitCode",
+    "ExitBySignal",
+    "ExitSignal",
+    "EnteredCurrentStatus",
+)
 
 
 @dataclass(frozen=True)
 class JobState:
-    """Where one job stands; ``pod_reason`` is set for pod-level endings."""
+    """Where one job stands, as the pod's report needs it."""
 
-    cluster: str  # ClusterId.ProcId
-    state: Waiting | Running | Terminated
-    pod_reason: str = ""
-    message: str = ""
+    job_id: str  # ClusterId.ProcId
+    status: int | None
+    phase: Phase
+    ending: Ending | None = None  # how HTCondor ended it, when abnormally
+    message: str = ""  # why it waits (held: the HoldReason)
+    exit_code: int | None = None
+    signal: int | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase is Phase.TERMINATED
 
 
-def _time(ad: dict[str, Any], *names: str) -> datetime | None:
-    for name in names:
-        value = ad.get(name)
-        if isinstance(value, int | float) and value > 0:
-            return datetime.fromtimestamp(value, UTC)
-    return None
+def job_id(ad: Mapping[str, Any]) -> str:
+    return f"{ad.get('ClusterId')}.{ad.get('ProcId', 0)}"
 
 
-def exit_code(ad: dict[str, Any]) -> tuple[int, int | None]:
+def exit_code(ad: Mapping[str, Any]) -> tuple[int, int | None]:
     """(exit code as a shell reports it, signal or None)."""
     if ad.get("ExitBySignal"):
         signal = int(ad.get("ExitSignal") or 9)
@@ -49,40 +66,42 @@ def exit_code(ad: dict[str, Any]) -> tuple[int, int | None]:
     return int(ad.get("ExitCode", ad.get("ExitStatus", 0)) or 0), None
 
 
-def job_state(ad: dict[str, Any]) -> JobState:
-    cluster = f"{ad.get('ClusterId')}.{ad.get('ProcId', 0)}"
+def job_state(ad: Mapping[str, Any]) -> JobState:
+    ident = job_id(ad)
     status = ad.get("JobStatus")
-    started = _time(ad, "JobStartDate", "JobCurrentStartDate")
     if status in (RUNNING, TRANSFERRING):
-        return JobState(
-            cluster, Running(started or _time(ad, "EnteredCurrentStatus") or datetime.now(UTC))
-        )
+        return JobState(ident, status, Phase.RUNNING)
     if status == IDLE:
-        return JobState(cluster, Waiting("ContainerCreating", "idle in the HTCondor queue"))
+        return JobState(ident, status, Phase.WAITING, message=f"HTCondor job {ident} is idle")
     if status == SUSPENDED:
-        return JobState(cluster, Waiting("Suspended", "suspended by HTCondor"))
+        return JobState(ident, status, Phase.WAITING, message=f"HTCondor job {ident} is suspended")
     if status == HELD:
         reason = str(ad.get("HoldReason") or "held")
         if ad.get("HoldReasonCode") == HOLD_DURATION_EXCEEDED:
-            ended = _time(ad, "EnteredCurrentStatus")
-            return JobState(
-                cluster,
-                Terminated(137, "DeadlineExceeded", reason, started, ended),
-                pod_reason="DeadlineExceeded",
-                message=reason,
-            )
-        return JobState(cluster, Waiting("Held", reason))
+            deadline = Ending("DeadlineExceeded", "DeadlineExceeded", reason)
+            return JobState(ident, status, Phase.TERMINATED, deadline, reason)
+        return JobState(
+            ident, status, Phase.WAITING, message=f"HTCondor job {ident} is held: {reason}"
+        )
     if status in (COMPLETED, REMOVED):
         code, signal = exit_code(ad)
-        finished = _time(ad, "CompletionDate", "EnteredCurrentStatus")
+        ending: Ending | None = None
         if status == REMOVED:
             why = str(ad.get("RemoveReason") or "removed")
-            return JobState(
-                cluster,
-                Terminated(code or 143, "Error", why, started, finished, signal),
-                message=why,
-            )
-        reason = "Completed" if code == 0 else "Error"
-        return JobState(cluster, Terminated(code, reason, "", started, finished, signal))
-    logger.warning("job %s has unknown JobStatus %r", cluster, status)
-    return JobState(cluster, Waiting("Unknown", f"HTCondor JobStatus {status!r}"))
+            ending = Ending("Error", "", f"the HTCondor job was removed: {why}")
+        return JobState(ident, status, Phase.TERMINATED, ending, exit_code=code, signal=signal)
+    logger.warning("HTCondor job %s has unknown JobStatus %r", ident, status)
+    return JobState(ident, status, Phase.WAITING, message=f"HTCondor JobStatus {status!r}")
+
+
+def by_pod(ads: Iterable[Mapping[str, Any]]) -> dict[str, tuple[Mapping[str, Any], ...]]:
+    """The ads of each pod UID, newest job first; ads without the attribute are skipped."""
+    pods: dict[str, list[Mapping[str, Any]]] = {}
+    for ad in ads:
+        uid = ad.get(UID_ATTRIBUTE)
+        if isinstance(uid, str) and uid:
+            pods.setdefault(uid, []).append(ad)
+    return {
+        uid: tuple(sorted(found, key=lambda a: (a.get("ClusterId", 0), a.get("ProcId", 0)))[::-1])
+        for uid, found in pods.items()
+    }

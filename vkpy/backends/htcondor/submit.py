@@ -1,7 +1,8 @@
 """A pod as an HTCondor submit description (pure).
 
 The job runs the pod's wrapper script (init containers, then app containers, each
-exit code recorded) in the pod's work directory. Resources come from the containers'
+exit code recorded) in the pod's work directory, on a filesystem the execute nodes
+share with the submit node (files are not transferred). Resources come from the containers'
 limits (else requests): the sum of the app containers, or the largest init container
 if that is more, as the kubelet sizes a pod. Custom attributes carry the pod's UID and
 the node's name, so one ``condor_q -constraint`` finds every job of the node.
@@ -42,9 +43,15 @@ RESERVED = frozenset(
         "getenv",
         "environment",
         "env",
+        "kill_sig",
+        "job_max_vacate_time",
+        "should_transfer_files",
+        "transfer_input_files",
+        "transfer_output_files",
     }
 )
 _COMMAND = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
+DEADLINE_MARGIN = 10  # seconds past the script's own deadline and grace
 
 
 def pod_resources(pod: PodSpec) -> Resources:
@@ -115,20 +122,28 @@ def submit_description(
     pod: PodSpec,
     *,
     node_name: str,
-    script: str,
-    work_dir: str,
+    pod_dir: str,
+    kill_wait_seconds: int = 30,
     config_extra: Mapping[str, str] | None = None,
 ) -> str:
-    """The submit description for ``pod``, whose wrapper script is ``script``."""
+    """The submit description for ``pod``, whose wrapper script is ``<pod_dir>/job.sh``.
+
+    The script enforces activeDeadlineSeconds itself (and records why it stopped);
+    ``allowed_job_duration`` is HTCondor's backstop, a little later, so that a job the
+    script cannot stop is held (HoldReasonCode 46) rather than left running.
+    """
     resources = pod_resources(pod)
     lines = [
         "universe = vanilla",
-        f"executable = {script}",
+        f"executable = {pod_dir}/job.sh",
         "transfer_executable = false",
-        f"initialdir = {work_dir}",
-        "output = job.out",
-        "error = job.err",
-        "log = job.log",
+        "should_transfer_files = NO",
+        f"initialdir = {pod_dir}",
+        "output = logs/_job.out",
+        "error = logs/_job.err",
+        "log = logs/_job.log",
+        "kill_sig = SIGTERM",
+        f"job_max_vacate_time = {kill_wait_seconds}",
         f"request_cpus = {max(1, math.ceil((resources.cpu_millis or 1000) / 1000))}",
     ]
     if resources.memory_bytes:
@@ -136,7 +151,8 @@ def submit_description(
     if resources.gpus:
         lines.append(f"request_gpus = {resources.gpus}")
     if pod.active_deadline_seconds is not None:
-        lines.append(f"allowed_job_duration = {pod.active_deadline_seconds}")
+        backstop = max(0, pod.active_deadline_seconds) + kill_wait_seconds + DEADLINE_MARGIN
+        lines.append(f"allowed_job_duration = {backstop}")
     lines += [
         f"+{UID_ATTRIBUTE} = {_quoted(pod.uid)}",
         f"+{NODE_ATTRIBUTE} = {_quoted(node_name)}",
@@ -152,3 +168,8 @@ def submit_description(
 def node_constraint(node_name: str) -> str:
     """The constraint that selects every job of this node."""
     return f"{NODE_ATTRIBUTE} == {_quoted(node_name)}"
+
+
+def pod_constraint(node_name: str, uid: str) -> str:
+    """The constraint that selects the jobs of one pod of this node."""
+    return f"{node_constraint(node_name)} && {UID_ATTRIBUTE} == {_quoted(uid)}"

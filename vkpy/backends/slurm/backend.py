@@ -23,20 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from vkpy.backend import Capacity, Health, LogOptions, PodRun, PodSpec
-from vkpy.backends.slurm import logs, naming, queue, report, script
+from vkpy.backends.slurm import logs, naming, queue, script, workdir
 from vkpy.backends.slurm.listing import Known, Listing
 from vkpy.backends.slurm.naming import Layout
 from vkpy.backends.slurm.podlog import PodLog, pod_log
 from vkpy.backends.slurm.queue import JobRecord
 from vkpy.backends.slurm.state import Phase
 from vkpy.config import SlurmConfig
-from vkpy.errors import BackendError, BackendUnavailable, PodNotFound, PodRejected
+from vkpy.errors import BackendError, BackendUnavailable, PodRejected
 from vkpy.transport import Completed, Runner
 
 logger = logging.getLogger(__name__)
@@ -188,15 +187,7 @@ class SlurmBackend:
         self.listing.remember(pod.uid, job_id, namespace=pod.namespace, name=pod.name)
 
     async def _stage(self, submission: script.Submission) -> None:
-        """The work directory: directories level by level, then every file at once."""
-        by_depth: dict[int, list[tuple[str, int]]] = {}
-        for path, mode in submission.dirs:
-            by_depth.setdefault(path.count("/"), []).append((path, mode))
-        for depth in sorted(by_depth):
-            await asyncio.gather(*(self.runner.mkdir(p, mode=m) for p, m in by_depth[depth]))
-        await asyncio.gather(
-            *(self.runner.put(f.path, f.data, mode=f.mode) for f in submission.files)
-        )
+        await workdir.stage(self.runner, submission.dirs, submission.files)
 
     async def _refused(
         self, pod: PodSpec, submission: script.Submission, answer: Completed, log: PodLog
@@ -289,69 +280,22 @@ class SlurmBackend:
             pause = min(pause * 2, 2.0)
 
     async def _clean(self, uid: str, layout: Layout, log: PodLog) -> None:
-        directory = layout.pod(uid)
-        retention = self.config.work_dir_retention_seconds
-        if retention:
-            keep = [
-                "sh",
-                "-c",
-                'mkdir -p -- "$2" && if [ -e "$1" ]; then '
-                'rm -rf -- "$2/$3" && mv -- "$1" "$2/$3" && touch -- "$2/$3"; fi; '
-                'find "$2" -mindepth 1 -maxdepth 1 -mmin "+$4" -exec rm -rf -- {} +',
-                "sh",
-                directory,
-                layout.trash,
-                uid,
-                str(math.ceil(retention / 60)),
-            ]
-            answer = await self.runner.run(keep, idempotent=True)
-        else:
-            answer = await self.runner.run(["rm", "-rf", "--", directory], idempotent=True)
-        if not answer.ok and self.config.runtime == "podman":
-            # Files a container wrote as another user of its user namespace.
-            unshare = [self.settings.runtime.executable, "unshare", "rm", "-rf", "--", directory]
-            answer = await self.runner.run(unshare, idempotent=True)
-        if not answer.ok:
-            log.warning("could not remove the work directory %s: %s", directory, answer.describe())
+        podman = self.settings.runtime.executable if self.config.runtime == "podman" else None
+        await workdir.remove(
+            self.runner,
+            layout,
+            uid,
+            log,
+            retention_seconds=self.config.work_dir_retention_seconds,
+            podman=podman,
+        )
 
     # ------------------------------------------------------------ logs
 
     async def logs(self, uid: str, container: str, options: LogOptions) -> AsyncIterator[bytes]:
-        argv = await self._log_argv(uid, container, options)
-        remaining = options.limit_bytes
-        async with self.runner.stream(argv) as stream:
-            async for chunk in stream.chunks():
-                piece = chunk if remaining is None else chunk[:remaining]
-                if piece:
-                    yield piece
-                if remaining is not None:
-                    remaining -= len(piece)
-                    if remaining <= 0:
-                        return
-
-    async def _log_argv(self, uid: str, container: str, options: LogOptions) -> Sequence[str]:
-        """The command that reads (or follows) the log of the run ``options`` asks for."""
         layout = await self._ready()
-        try:
-            status = layout.status(uid)
-        except PodRejected as exc:
-            raise PodNotFound(f"no pod with uid {uid}") from exc
-        wanted = [f"{status}/{name}" for name in (naming.META, naming.JOB_ID, container)]
-        answer = await self.runner.run(["grep", "-a", "-H", "-s", "", *wanted], idempotent=True)
-        files = report.parse_status_lines(answer.text, layout).get(uid)
-        if files is None or files.meta is None:
-            raise PodNotFound(f"no pod with uid {uid} in Slurm")
-        where = f"{files.meta.namespace}/{files.meta.name}"
-        if container not in (*files.meta.init, *files.meta.containers):
-            raise PodNotFound(f"pod {where} has no container {container}")
-        runs = report.history(files.containers.get(container, [])).runs
-        if options.previous and len(runs) < 2:
-            raise PodNotFound(f"container {container} of {where} has not restarted")
-        if not runs:
-            raise PodNotFound(f"container {container} of {where} has not started yet")
-        run = runs[-2] if options.previous else runs[-1]
-        log = layout.log(uid, container, run.number)
-        if options.follow and run.exit_code is None and not options.previous:
-            done = layout.log_done(uid, container, run.number)
-            return logs.follow_argv(log, done, job_id=files.job_id, tail_lines=options.tail_lines)
-        return logs.read_argv(log, tail_lines=options.tail_lines)
+        argv = await workdir.log_argv(
+            self.runner, layout, uid, container, options, system="Slurm", queued=logs.SLURM_QUEUED
+        )
+        async for chunk in workdir.stream_log(self.runner, argv, options.limit_bytes):
+            yield chunk

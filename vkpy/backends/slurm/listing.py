@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vkpy.backend import PodRun
-from vkpy.backends.slurm import queue, report
+from vkpy.backends.slurm import queue, report, workdir
 from vkpy.backends.slurm.naming import Layout
 from vkpy.backends.slurm.podlog import pod_log
 from vkpy.backends.slurm.queue import JobRecord
@@ -87,49 +87,14 @@ class Listing:
 
     async def _read_files(self, layout: Layout) -> dict[str, report.PodFiles]:
         if not self._discovered:
-            answer = await self.runner.run(
-                [
-                    "find",
-                    layout.base,
-                    "-mindepth",
-                    "3",
-                    "-maxdepth",
-                    "3",
-                    "-path",
-                    "*/status/*",
-                    "-type",
-                    "f",
-                    "-exec",
-                    "grep",
-                    "-a",
-                    "-H",
-                    "",
-                    "{}",
-                    "+",
-                ],
-                idempotent=True,
-            )
-            if answer.status not in (0, 1):
-                raise BackendUnavailable(f"cannot read the work directories: {answer.describe()}")
-            files = report.parse_status_lines(answer.text, layout)
+            files = await workdir.read_status(self.runner, layout, None)
             for uid in files:
                 if uid not in self.deleted:
                     self.known.setdefault(uid, Known())
             self._discovered = True
             return files
         pending = [uid for uid, known in self.known.items() if known.final is None]
-        if not pending:
-            return {}
-        paths = b"".join(layout.status(uid).encode() + b"\0" for uid in pending)
-        answer = await self.runner.run(
-            ["xargs", "-0", "grep", "-a", "-H", "-r", "-s", "--", ""],
-            stdin=paths,
-            idempotent=True,
-        )
-        # grep exits 1 (xargs 123) when some file had no line: not a failure.
-        if answer.status not in (0, 1, 123) and not answer.stdout:
-            raise BackendUnavailable(f"cannot read the status files: {answer.describe()}")
-        return report.parse_status_lines(answer.text, layout)
+        return await workdir.read_status(self.runner, layout, pending)
 
     async def _accounting(
         self, files: Mapping[str, report.PodFiles], jobs: Mapping[str, JobRecord]

@@ -199,6 +199,11 @@ class JobView:
     slurm_reason: str = ""
     exit_code: int | None = None
     lost: bool = False  # Slurm has no record and the script recorded no end
+    # For other batch systems (HTCondor): its name in messages, how it ended the job
+    # (instead of Slurm's state), and the message of a waiting job.
+    system: str = "Slurm"
+    ending: Ending | None = None
+    pending: str = ""
 
 
 def job_view(
@@ -310,16 +315,21 @@ def container_status(name: str, lines: list[str], image: str, ctx: _Context) -> 
 def _never_ran(ctx: _Context) -> tuple[str, str]:
     if ctx.end is not None:
         return ctx.end.container_reason, f"{ctx.end.message} before the container ran"
-    return "ContainerStatusUnknown", f"Slurm job {ctx.job_id} ended before the container ran"
+    return (
+        "ContainerStatusUnknown",
+        f"{ctx.view.system} job {ctx.job_id} ended before the container ran",
+    )
 
 
 def _lost_message(ctx: _Context) -> str:
-    return f"Slurm job {ctx.job_id} ended without recording how the container ended"
+    return f"{ctx.view.system} job {ctx.job_id} ended without recording how the container ended"
 
 
 def _pending_message(view: JobView) -> str:
     if not view.job_id:
-        return "the Slurm job is being submitted"
+        return f"the {view.system} job is being submitted"
+    if view.pending:
+        return view.pending
     reason = f": {view.slurm_reason}" if view.slurm_reason else ""
     return f"Slurm job {view.job_id} is queued{reason}"
 
@@ -330,7 +340,7 @@ def pod_run(uid: str, files: PodFiles, view: JobView) -> PodRun | None:
     if meta is None:
         return None
     events = job_events(files.job)
-    end = ending(view.state) if view.state is not None else None
+    end = view.ending or (ending(view.state) if view.state is not None else None)
     if events.stop_why == "deadline":
         end = Ending("DeadlineExceeded", "DeadlineExceeded", DEADLINE_MESSAGE)
     if view.phase is Phase.WAITING:

@@ -296,8 +296,20 @@ def sbatch_argv(pod: PodSpec, *, settings: Settings, pod_dir: str) -> list[str]:
     return argv
 
 
-def render(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> Submission:
-    """Everything create() needs for ``pod``; ``now`` starts its activeDeadlineSeconds."""
+@dataclass(frozen=True)
+class Prepared:
+    """A pod's work directory, whatever the batch system: what to stage, and the script."""
+
+    uid: str
+    pod_dir: str
+    dirs: tuple[tuple[str, int], ...]  # (path, mode), parents first
+    files: tuple[StagedFile, ...]
+    script: str
+
+
+def prepare(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> Prepared:
+    """The job script and the files of ``pod``'s work directory; ``now`` starts its
+    activeDeadlineSeconds."""
     _check_identity(pod)
     pod_dir = layout.pod(pod.uid)
     volumes = {v.name: v for v in pod.volumes}
@@ -338,6 +350,13 @@ def render(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> S
     dirs = [(pod_dir, DIR_MODE)]
     dirs += [(f"{pod_dir}/{sub}", DIR_MODE) for sub in ("spec", "status", "logs", "run", "volumes")]
     dirs += volume_dirs
+    return Prepared(pod.uid, pod_dir, tuple(dirs), tuple(files), script)
+
+
+def render(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> Submission:
+    """Everything create() needs for ``pod``; ``now`` starts its activeDeadlineSeconds."""
+    prepared = prepare(pod, layout=layout, settings=settings, now=now)
+    pod_dir = prepared.pod_dir
     sbatch = sbatch_argv(pod, settings=settings, pod_dir=pod_dir)
     existing = (
         "sh",
@@ -350,10 +369,10 @@ def render(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> S
     return Submission(
         uid=pod.uid,
         pod_dir=pod_dir,
-        dirs=tuple(dirs),
-        files=tuple(files),
+        dirs=prepared.dirs,
+        files=prepared.files,
         sbatch=tuple(sbatch),
         submit=("sh", "-c", SUBMIT, "sh", pod_dir, *sbatch),
         existing=existing,
-        script=script,
+        script=prepared.script,
     )

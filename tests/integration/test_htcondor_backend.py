@@ -1,0 +1,238 @@
+"""HTCondorBackend over the testbed's real sshd, as its unprivileged login user, against
+the HTCondor stand-in (`vkpy.testing.condor_standin`): condor_submit/q/history/rm with
+HTCondor's JSON ClassAds, jobs really run, containers under the user's rootless Podman.
+No HTCondor pool runs here: the schedd, matchmaking and execute nodes are not exercised."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from vkpy.backend import EnvVar, File, LogOptions, Mount, Running, Terminated, Volume
+from vkpy.backends.htcondor import HTCondorBackend, queue
+from vkpy.testing.htcondor_config import htcondor_on_testbed
+from vkpy.testing.rootless import prepare_login_user
+from vkpy.testing.testbed import Endpoints
+
+from .test_slurm_backend import ended, logs, pod, remote, running, shell, states, wait_for
+
+PODS_AT_ONCE = int(os.environ.get("VKPY_HTCONDOR_PODS", "100"))
+HOSTILE = [
+    'it\'s "quoted"',
+    "$(id) `id` ${HOME}",
+    "a;b|c&d>e<f",
+    "two\nlines",
+    "ünïcødé ✓ 日本",
+    "",
+    "  spaced  ",
+    "\\back\\slash",
+]
+
+
+@pytest.fixture(scope="module")
+def login_user(testbed: Endpoints) -> Endpoints:
+    prepare_login_user(testbed.ssh.user)
+    return testbed
+
+
+def node_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def backend(login_user: Endpoints) -> AsyncIterator[HTCondorBackend]:
+    async with htcondor_on_testbed(login_user.ssh, node_name=node_name("condor")) as started:
+        yield started
+
+
+async def ads(backend: HTCondorBackend, argv: list[str]) -> list[dict[str, object]]:
+    return queue.parse_ads(await remote(backend, argv))
+
+
+async def test_pod_with_init_container_files_secret_and_env(backend: HTCondorBackend) -> None:
+    config = Volume("config", "files", files=(File("app.conf", b"mode = 'fast'\n"),))
+    secret = Volume("token", "files", files=(File("token", b"s3cr3t-token\n"),), sensitive=True)
+    work = Volume("work", "emptyDir")
+    spec = pod(
+        "full",
+        shell(
+            "reader",
+            'cat /etc/app/app.conf /var/run/token/token /work/from-init; echo "GREETING=$GREETING"',
+            env=(EnvVar("GREETING", "hello 'world' $(id)"),),
+            mounts=(
+                Mount("config", "/etc/app"),
+                Mount("token", "/var/run/token"),
+                Mount("work", "/work"),
+            ),
+        ),
+        shell("failer", "sleep 1; exit 3"),
+        init_containers=(
+            shell("setup", "echo prepared > /work/from-init", mounts=(Mount("work", "/work"),)),
+        ),
+        volumes=(config, secret, work),
+    )
+    began = time.monotonic()
+    await backend.create(spec)
+    submitted = time.monotonic() - began
+    run = await wait_for(backend, spec.uid, lambda r: r is not None and bool(r.job_id), "a job")
+    assert run is not None
+    job_id = run.job_id
+    # The job carries the pod's UID; the constraint on the node attribute finds it.
+    jobs = await ads(backend, queue.condor_q_argv(backend.node, uid=spec.uid))
+    jobs += await ads(backend, queue.condor_history_argv(backend.node, [job_id]))
+    assert {f"{a['ClusterId']}.0" for a in jobs if a["VkpyPodUID"] == spec.uid} == {job_id}
+    directory = backend.layout.pod(spec.uid)
+    description = await remote(backend, ["cat", f"{directory}/job.sub"])
+    for value in ("s3cr3t", "hello 'world'", "app.conf"):
+        assert value not in description
+    modes = await remote(
+        backend,
+        ["stat", "-c", "%a", directory, f"{directory}/volumes/token/token", f"{directory}/job.sub"],
+    )
+    assert modes.split() == ["700", "600", "600"]
+
+    run = await wait_for(backend, spec.uid, ended, "the pod to end")
+    assert run is not None
+    found = states(run)
+    assert found["setup"].exit_code == 0 and found["setup"].reason == "Completed"
+    assert found["reader"].exit_code == 0
+    assert (found["failer"].exit_code, found["failer"].reason) == (3, "Error")
+    assert found["reader"].started_at >= found["setup"].finished_at
+    assert (run.namespace, run.name, run.job_id) == ("slurm-tests", "full", job_id)
+    assert await logs(backend, spec.uid, "reader") == (
+        b"mode = 'fast'\ns3cr3t-token\nprepared\nGREETING=hello 'world' $(id)\n"
+    )
+    # The job exits with the worst exit code: HTCondor's record says 3.
+    (record,) = [
+        ad
+        for ad in await ads(backend, queue.condor_history_argv(backend.node, [job_id]))
+        if ad["VkpyPodUID"] == spec.uid
+    ]
+    assert (record["JobStatus"], record["ExitCode"]) == (4, 3)
+    print(f"\ncreate() to job submitted: {submitted * 1000:.0f} ms")
+
+
+async def test_hostile_args_and_env_arrive_byte_for_byte(backend: HTCondorBackend) -> None:
+    script = (
+        'for a in "$@"; do printf "[%s]" "$a"; done; printf "|%s" "$V0" "$V1" "$V2" "$V3" "$V4"'
+    )
+    container = shell("main", script, env=tuple(EnvVar(f"V{i}", v) for i, v in enumerate(HOSTILE)))
+    container = type(container)(
+        name="main",
+        image=container.image,
+        command=("sh", "-c", script, "sh", *HOSTILE),
+        env=container.env,
+    )
+    spec = pod("hostile", container)
+    await backend.create(spec)
+    await wait_for(backend, spec.uid, ended, "the pod to end")
+    expected = "".join(f"[{v}]" for v in HOSTILE) + "".join(f"|{v}" for v in HOSTILE[:5])
+    assert (await logs(backend, spec.uid, "main")).decode() == expected
+
+
+async def test_exit_code_and_delete_of_a_running_pod(backend: HTCondorBackend) -> None:
+    failing = pod("three", shell("main", "exit 3"))
+    stubborn = pod("stubborn", shell("main", "trap 'echo term; exit 0' TERM; sleep 300 & wait"))
+    await backend.create(failing)
+    await backend.create(stubborn)
+    run = await wait_for(backend, failing.uid, ended, "exit 3")
+    assert run is not None
+    assert (run.containers[0].state.exit_code, run.containers[0].state.reason) == (3, "Error")
+    await wait_for(backend, stubborn.uid, running("main"), "the container to run")
+    began = time.monotonic()
+    await backend.delete(stubborn.uid, grace_seconds=3)
+    assert time.monotonic() - began < 20
+    assert stubborn.uid not in await backend.list()
+    assert await ads(backend, queue.condor_q_argv(backend.node, uid=stubborn.uid)) == []
+    containers = await remote(
+        backend,
+        ["podman", "ps", "--all", "--format={{.Names}}", f"--filter=name=vkpy-{stubborn.uid}"],
+    )
+    assert containers.strip() == ""
+    gone = await backend.runner.run(["test", "-e", backend.layout.pod(stubborn.uid)])
+    assert gone.status == 1
+    await backend.delete(stubborn.uid, grace_seconds=0)  # again: nothing to do
+
+
+async def test_logs_follow_the_running_container(backend: HTCondorBackend) -> None:
+    spec = pod("follow", shell("main", "for i in 1 2 3 4; do echo line-$i; sleep 1; done"))
+    await backend.create(spec)
+    await wait_for(backend, spec.uid, running("main"), "the container to run")
+    began = time.monotonic()
+    arrivals = []
+    async for chunk in backend.logs(spec.uid, "main", LogOptions(follow=True)):
+        arrivals.append((chunk, time.monotonic() - began))
+    assert b"".join(c for c, _ in arrivals).endswith(b"line-3\nline-4\n")
+    assert len(arrivals) >= 2 and arrivals[-1][1] - arrivals[0][1] >= 1.5  # streamed
+
+
+async def test_active_deadline_ends_the_pod(backend: HTCondorBackend) -> None:
+    spec = pod("deadline", shell("main", "sleep 120"), active_deadline_seconds=3)
+    await backend.create(spec)
+    run = await wait_for(backend, spec.uid, ended, "the deadline to end the pod", timeout=40)
+    assert run is not None and run.reason == "DeadlineExceeded"
+    assert states(run)["main"].reason == "DeadlineExceeded"
+
+
+async def test_a_new_backend_adopts_the_jobs(login_user: Endpoints) -> None:
+    node = node_name("adopt")
+    long = pod("long", shell("main", "sleep 20"))
+    short = pod("short", shell("main", "echo done"))
+    async with htcondor_on_testbed(login_user.ssh, node_name=node) as first:
+        await first.create(long)
+        await first.create(short)
+        await wait_for(first, short.uid, ended, "the short pod to end")
+        await wait_for(first, long.uid, running("main"), "the long pod to run")
+        before = await first.list()
+        async with htcondor_on_testbed(login_user.ssh, node_name=node) as second:
+            adopted = await second.list()
+            assert set(adopted) == {long.uid, short.uid}
+            for uid in (long.uid, short.uid):
+                assert adopted[uid].job_id == before[uid].job_id
+                assert adopted[uid].name == before[uid].name
+            assert isinstance(adopted[long.uid].containers[0].state, Running)
+            assert adopted[short.uid].containers[0].state == before[short.uid].containers[0].state
+            await second.create(long)  # never a second job
+            assert second.runner.calls["condor_submit"] == 0
+            jobs = await ads(second, queue.condor_q_argv(node, uid=long.uid))
+            assert [f"{a['ClusterId']}.0" for a in jobs] == [before[long.uid].job_id]
+
+
+async def test_many_pods_one_condor_q_per_list(backend: HTCondorBackend) -> None:
+    specs = [pod(f"many-{i}", shell("main", f"sleep 2; exit {i % 3}")) for i in range(PODS_AT_ONCE)]
+    began = time.monotonic()
+    await asyncio.gather(*(backend.create(s) for s in specs))
+    submitted = time.monotonic() - began
+    calls = backend.runner.calls
+    lists = 0
+    deadline = time.monotonic() + 300
+    while True:
+        before = dict(calls)
+        runs = await backend.list()
+        lists += 1
+        delta = {k: calls[k] - before.get(k, 0) for k in calls if calls[k] != before.get(k, 0)}
+        assert delta.get("condor_q") == 1 and delta.get("condor_history", 0) <= 1, delta
+        assert set(delta) <= {"condor_q", "condor_history", "xargs", "find"}, delta
+        if all(ended(runs.get(s.uid)) for s in specs):
+            break
+        assert time.monotonic() < deadline, "the pods did not end in time"
+        await asyncio.sleep(1)
+    for i, spec in enumerate(specs):
+        state = runs[spec.uid].containers[0].state
+        assert isinstance(state, Terminated) and state.exit_code == i % 3
+    assert backend.runner.connections_opened == 1
+    before = dict(calls)
+    assert len(await backend.list()) == PODS_AT_ONCE
+    # Every pod finished and known: one condor_q, and no history to read.
+    assert {k: calls[k] - before.get(k, 0) for k in calls if calls[k] != before.get(k, 0)} == {
+        "condor_q": 1,
+    }
+    print(
+        f"\n{PODS_AT_ONCE} pods: created in {submitted:.2f}s, {lists} listings, one condor_q "
+        f"and at most one condor_history each, {backend.runner.connections_opened} SSH connection"
+    )

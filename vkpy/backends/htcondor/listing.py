@@ -1,0 +1,191 @@
+"""What list() knows of the node's pods, and the reading that keeps it current.
+
+One listing is one read of the status files of every pod not finished yet (the first
+finds them all: the work directories are the record of what the node holds), one
+``condor_q -json`` for all the node's jobs, and one ``condor_history -json`` for the
+jobs of unfinished pods that have left the queue, when there are any. A
+finished pod's record is kept and never read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from vkpy.backend import PodRun
+from vkpy.backends.htcondor import queue, state
+from vkpy.backends.htcondor.state import JobState
+from vkpy.backends.slurm import report, workdir
+from vkpy.backends.slurm.listing import FORGET_DELETED, LOST_AFTER_SECONDS, Known
+from vkpy.backends.slurm.naming import Layout
+from vkpy.backends.slurm.podlog import pod_log
+from vkpy.backends.slurm.state import Phase
+from vkpy.errors import BackendUnavailable
+from vkpy.transport import Runner
+
+logger = logging.getLogger(__name__)
+SYSTEM = "HTCondor"
+Ads = Mapping[str, tuple[Mapping[str, Any], ...]]
+
+
+class Listing:
+    """The node's pods as the last listing saw them; see the module docstring."""
+
+    def __init__(self, runner: Runner, *, node: str) -> None:
+        self.runner = runner
+        self.node = node
+        self.known: dict[str, Known] = {}
+        self.deleted: OrderedDict[str, None] = OrderedDict()
+        self._discovered = False
+        self._lock = asyncio.Lock()
+
+    def remember(self, uid: str, job_id: str, *, namespace: str, name: str) -> None:
+        """A pod create() submitted (or found submitted)."""
+        self.deleted.pop(uid, None)
+        known = self.known.setdefault(uid, Known())
+        known.job_id, known.namespace, known.name = job_id, namespace, name
+
+    def forget(self, uid: str) -> None:
+        """A pod delete() removed: later listings never report it again."""
+        self.known.pop(uid, None)
+        self.deleted[uid] = None
+        while len(self.deleted) > FORGET_DELETED:
+            self.deleted.popitem(last=False)
+
+    async def list(self, layout: Layout) -> dict[str, PodRun]:
+        """Every pod of the node: status files, one condor_q, at most one condor_history."""
+        async with self._lock:
+            if self._discovered:
+                pending = [uid for uid, k in self.known.items() if k.final is None]
+                files = await workdir.read_status(self.runner, layout, pending)
+            else:
+                files = await workdir.read_status(self.runner, layout, None)
+                for uid in files:
+                    if uid not in self.deleted:
+                        self.known.setdefault(uid, Known())
+                self._discovered = True
+            queued = await self._ads(queue.condor_q_argv(self.node), "condor_q")
+            left = self._left_the_queue(files, queued)
+            done = (
+                await self._ads(queue.condor_history_argv(self.node, left), "condor_history")
+                if left
+                else {}
+            )
+            for uid, ads in queued.items():
+                if uid not in self.known and uid not in self.deleted:
+                    self.known[uid] = Known(job_id=state.job_id(ads[0]))
+            return self._records(files, queued, done)
+
+    def _left_the_queue(self, files: Mapping[str, report.PodFiles], queued: Ads) -> tuple[str, ...]:
+        """Jobs of unfinished pods that condor_q no longer shows: only their history is read."""
+        jobs = ((uid, files.get(uid), known) for uid, known in self.known.items())
+        return tuple(
+            job_id
+            for uid, found, known in jobs
+            if known.final is None
+            and uid not in queued
+            and (job_id := (found.job_id if found is not None else "") or known.job_id)
+        )
+
+    async def _ads(self, argv: Sequence[str], what: str) -> Ads:
+        answer = await self.runner.run(argv, idempotent=True)
+        if not answer.ok:
+            raise BackendUnavailable(f"{what} failed: {answer.describe()}")
+        return state.by_pod(queue.parse_ads(answer.text))
+
+    def _records(
+        self, files: Mapping[str, report.PodFiles], queued: Ads, done: Ads
+    ) -> dict[str, PodRun]:
+        runs: dict[str, PodRun] = {}
+        vanished = []
+        for uid, known in self.known.items():
+            if known.final is not None:
+                runs[uid] = known.final
+                continue
+            found = files.get(uid)
+            if found is None:
+                known.without_files += 1
+                if known.without_files > 1 and uid not in queued:
+                    vanished.append(uid)
+                continue
+            known.without_files = 0
+            job = _job(found.job_id, queued.get(uid, ()), done.get(uid, ()))
+            run = self._record(uid, known, found, job)
+            if run is not None:
+                runs[uid] = run
+        for uid in vanished:
+            logger.warning("pod uid %s: its work directory is gone; forgetting it", uid)
+            del self.known[uid]
+        return runs
+
+    def _record(
+        self, uid: str, known: Known, found: report.PodFiles, job: JobState | None
+    ) -> PodRun | None:
+        if found.meta is not None:
+            known.namespace, known.name = found.meta.namespace, found.meta.name
+        known.job_id = found.job_id or known.job_id
+        events = report.job_events(found.job)
+        if job is not None and job.terminal and events.ended is None and not known.rechecked:
+            # The files were read before the queue: the job may have ended in between,
+            # its last lines unread. Read them once more before believing it was killed.
+            known.rechecked = True
+            if known.last is not None:
+                return known.last
+        view = _view(found, job, lost=self._lost(uid, known, found, job))
+        run = report.pod_run(uid, found, view)
+        if run is None:
+            return None
+        known.last = run
+        if report.finished(run, view):
+            known.final = run
+        return run
+
+    def _lost(self, uid: str, known: Known, found: report.PodFiles, job: JobState | None) -> bool:
+        """Whether a submitted job neither condor_q nor condor_history knows has been
+        missing long enough."""
+        if job is not None or not found.job_id or report.job_events(found.job).ended:
+            known.missing_since = None
+            return False
+        now = time.monotonic()
+        known.missing_since = known.missing_since or now
+        if now - known.missing_since <= LOST_AFTER_SECONDS:
+            return False
+        pod_log(uid, known.namespace, known.name, found.job_id).warning(
+            "HTCondor has no record of job %s: reporting its containers lost", found.job_id
+        )
+        return True
+
+
+def _job(
+    job_id: str, queued: tuple[Mapping[str, Any], ...], done: tuple[Mapping[str, Any], ...]
+) -> JobState | None:
+    """HTCondor's record of the pod's job (the one its work directory names, else the
+    newest): the queue's, else the history's."""
+    for ads in (queued, done):
+        for ad in ads:
+            if not job_id or state.job_id(ad) == job_id:
+                return state.job_state(ad)
+    return None
+
+
+def _view(found: report.PodFiles, job: JobState | None, *, lost: bool) -> report.JobView:
+    if job is None:
+        view = report.job_view(found, None, lost=lost)
+        return report.JobView(
+            view.job_id, view.phase, exit_code=view.exit_code, lost=view.lost, system=SYSTEM
+        )
+    phase = job.phase
+    if report.job_events(found.job).ended is not None and phase is Phase.RUNNING:
+        phase = Phase.TERMINATED  # the script ended; HTCondor is still finishing the job
+    return report.JobView(
+        found.job_id or job.job_id,
+        phase,
+        exit_code=job.exit_code,
+        system=SYSTEM,
+        ending=job.ending,
+        pending=job.message,
+    )

@@ -1,0 +1,99 @@
+"""A ready agent configuration for the testbed's HTCondor stand-in, reached over sshd.
+
+`htcondor_agent_config` is what ``.testbed/htcondor.yaml`` holds: ``vkpy run --config
+.testbed/htcondor.yaml`` runs a node whose pods are jobs of the stand-in
+(`vkpy.testing.condor_standin`) on the login node, as the testbed's login user, with
+containers under the user's rootless Podman. No HTCondor pool runs here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vkpy.backends.htcondor import HTCondorBackend, build_htcondor_backend, queue
+from vkpy.config import HTCondorConfig
+from vkpy.testing.slurm_config import ssh_section
+from vkpy.testing.sshd import Ssh
+
+NODE_NAME = "vkpy-htcondor"
+KUBELET_PORT = 10253  # beside the Podman (10250) and Slurm (10251) nodes
+KILL_WAIT_SECONDS = 5
+
+
+def htcondor_backend_config(ssh: Ssh, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``backend`` section: SSH to the login node, podman; ``overrides`` replace
+    whole fields."""
+    backend: dict[str, Any] = {
+        "kind": "htcondor",
+        "ssh": ssh_section(ssh),
+        "runtime": "podman",
+        "podman_network": "host",
+        "work_dir": "vkpy",
+        "kill_wait_seconds": KILL_WAIT_SECONDS,
+    }
+    backend.update(overrides or {})
+    HTCondorConfig.model_validate(backend)  # a typo here fails at once, not in the agent
+    return backend
+
+
+def htcondor_agent_config(ssh: Ssh, *, node_name: str = NODE_NAME) -> dict[str, Any]:
+    """The whole agent configuration for the testbed's HTCondor stand-in."""
+    return {
+        "node": {"name": node_name},
+        "kubelet_api": {
+            "address": "127.0.0.1",
+            "port": KUBELET_PORT,
+            "health_port": KUBELET_PORT + 1,
+            "serving_certificate": "csr",
+            "approve_own_csr": True,
+        },
+        "backend": htcondor_backend_config(ssh),
+    }
+
+
+def write_htcondor_agent_config(path: Path, ssh: Ssh) -> Path:
+    """Write the configuration as YAML to ``path`` (``.testbed/htcondor.yaml``)."""
+    header = "# Written by `make testbed-up`; use with: vkpy run --config THIS\n"
+    path.write_text(header + yaml.safe_dump(htcondor_agent_config(ssh), sort_keys=False))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def htcondor_on_testbed(
+    ssh: Ssh, *, node_name: str, overrides: Mapping[str, Any] | None = None
+) -> AsyncIterator[HTCondorBackend]:
+    """A started `HTCondorBackend` on the testbed for a node of its own; on the way out
+    it deletes every pod it still holds and fails if a job or a work directory of the
+    node is left behind."""
+    config = HTCondorConfig.model_validate(htcondor_backend_config(ssh, overrides))
+    backend = build_htcondor_backend(config, node_name=node_name)
+    await backend.start()
+    try:
+        yield backend
+    finally:
+        try:
+            for uid in await backend.list():
+                await backend.delete(uid, grace_seconds=0)
+            left = await leftovers(backend)
+            if not left:
+                await backend.runner.run(["rmdir", "--", backend.layout.base])
+        finally:
+            await backend.close()
+    if left:
+        raise AssertionError(f"node {node_name} left behind: {left}")
+
+
+async def leftovers(backend: HTCondorBackend) -> list[str]:
+    """Queued jobs and work directories of the backend's node (empty when clean)."""
+    ads = queue.parse_ads((await backend.runner.run(queue.condor_q_argv(backend.node))).text)
+    found = [f"job {ad['ClusterId']} (pod uid {ad.get('VkpyPodUID')})" for ad in ads]
+    listing = await backend.runner.run(
+        ["find", backend.layout.base, "-mindepth", "1", "-maxdepth", "1", "-name", "[!.]*"]
+    )
+    found += [f"work directory {line}" for line in listing.text.split()]
+    return found
