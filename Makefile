@@ -55,7 +55,9 @@ demo: install kube-binaries
 	$(BIN)/python -m vkpy.testing up
 	bash scripts/demo.sh
 
-# Speed and scale of the agent with an instant backend on the real control plane.
+# Speed and scale of the agent with an instant backend on the real control plane, then
+# with the Podman and Slurm backends on the testbed (figures also in .testbed/bench-*.json).
 bench: install kube-binaries
 	$(BIN)/python benchmarks/pods.py
 	$(BIN)/python benchmarks/podman_pods.py
+	$(BIN)/python benchmarks/slurm_pods.py

@@ -22,34 +22,13 @@ from typing import Any
 
 import aiohttp
 import yaml
+from common import node_ready, pod, run  # benchmarks/common.py
 
 from vkpy.kube.client import Kube, connect
-from vkpy.testing.testbed import Endpoints, Testbed
+from vkpy.testing.testbed import Endpoints
 
 PODS = int(os.environ.get("BENCH_PODMAN_PODS", "20"))
 NAMESPACE = "default"
-
-
-def pod(node: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"bench": node}},
-        "spec": {
-            "nodeSelector": {"kubernetes.io/hostname": node},
-            "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "localhost/busybox:latest",
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["sleep", "60"],
-                }
-            ],
-        },
-    }
 
 
 async def podman_starts(socket: Path, node: str, seen: dict[str, float]) -> None:
@@ -112,21 +91,16 @@ async def bench(endpoints: Endpoints, work: Path) -> dict[str, Any]:
     apply_to_running = []
     try:
         for _ in range(300):
-            try:
-                found = await kube.get(f"/api/v1/nodes/{node}")
-                if any(
-                    c["type"] == "Ready" and c["status"] == "True"
-                    for c in found["status"]["conditions"]
-                ):
-                    break
-            except Exception:  # noqa: S110 - not registered yet
-                pass
+            if await node_ready(kube, node):
+                break
             await asyncio.sleep(0.1)
         await asyncio.sleep(1)
         for index in range(PODS):
             name = f"{node}-{index}"
             began = time.time()
-            await kube.create(f"/api/v1/namespaces/{NAMESPACE}/pods", pod(node, name))
+            await kube.create(
+                f"/api/v1/namespaces/{NAMESPACE}/pods", pod(node, name, ["sleep", "60"])
+            )
             while name not in running:
                 await asyncio.sleep(0.01)
             apply_to_running.append(running[name] - began)
@@ -162,15 +136,5 @@ async def bench(endpoints: Endpoints, work: Path) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    endpoints = Testbed().up()
-    os.environ.update(endpoints.environment())
-    work = endpoints.state / "bench-podman"
-    work.mkdir(exist_ok=True)
-    result = asyncio.run(bench(endpoints, work))
-    (endpoints.state / "bench-podman.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run("podman", bench)

@@ -22,6 +22,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from common import node_ready  # benchmarks/common.py
+
 from vkpy.kube.client import Kube, connect
 from vkpy.testing.testbed import Testbed
 
@@ -72,17 +74,6 @@ async def wait_for(check: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"bench: timed out waiting for {what}")
         await asyncio.sleep(0.1)
-
-
-async def node_ready(kube: Kube, node: str) -> bool:
-    try:
-        found = await kube.get(f"/api/v1/nodes/{node}")
-    except Exception:
-        return False
-    return any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in found["status"].get("conditions", [])
-    )
 
 
 async def bench(state: Path) -> dict[str, Any]:

@@ -9,6 +9,8 @@ process and Python collectors) and served by the kubelet API on ``/metrics``.
     vkpy_backend_calls_total{operation}                backend calls made
     vkpy_backend_errors_total{operation}               backend calls that raised
     vkpy_backend_call_duration_seconds{operation}      how long backend calls took
+    vkpy_runner_commands_total{command}                commands a batch backend ran (squeue...)
+    vkpy_ssh_connections_opened_total                  SSH connections opened to a login node
     vkpy_watch_restarts_total{resource}                watches re-listed after an error or 410
     vkpy_reconcile_duration_seconds                    one pod reconcile, start to end
     vkpy_kubelet_api_requests_total{path,code}         requests served by the kubelet API
@@ -42,6 +44,14 @@ BACKEND_CALL_SECONDS = Histogram(
     "Duration of backend calls, by operation.",
     ["operation"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+RUNNER_COMMANDS = Counter(
+    "vkpy_runner_commands_total",
+    "Commands run by a batch backend on its login node (or locally), by program name.",
+    ["command"],
+)
+SSH_CONNECTIONS = Counter(
+    "vkpy_ssh_connections_opened_total", "SSH connections opened to a login node."
 )
 WATCH_RESTARTS = Counter(
     "vkpy_watch_restarts_total",

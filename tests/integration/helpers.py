@@ -190,3 +190,20 @@ async def running_agent(
         process.stop()
         with contextlib.suppress(Exception):
             await kube.delete(f"/api/v1/nodes/{process.name}")
+
+
+async def logs_become(
+    testbed: Any, pod: str, container: str, expected: str, *, timeout: float = 30
+) -> None:
+    """Run `kubectl logs` until it prints exactly ``expected``; fail showing what it said."""
+    seen: list[str] = []
+
+    async def matches() -> bool:
+        done = await asyncio.to_thread(kubectl, testbed, "logs", pod, "-c", container)
+        seen.append(done.stdout + done.stderr)
+        return done.stdout == expected
+
+    try:
+        await eventually(matches, timeout=timeout, what="kubectl logs")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; kubectl logs said {seen[-1:]!r}") from None

@@ -52,7 +52,7 @@ def agent_account(testbed) -> None:
 def test_there_is_something_to_check():
     names = {p.name for p in FILES}
     assert {"namespace.yaml", "rbac.yaml", "deployment.yaml", "configmap.yaml"} <= names
-    assert "podman" in {p.name for p in OVERLAYS}
+    assert {"podman", "slurm"} <= {p.name for p in OVERLAYS}
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -146,6 +146,12 @@ def test_each_overlay_ships_a_valid_config_that_fits_its_deployment(
     for path in written:
         mount = mount_of(deployment, path)
         assert mount is not None and not mount.get("readOnly"), path
+    ssh = getattr(settings.backend, "ssh", None)
+    if ssh is not None:  # the key and known_hosts come from the vkpy-ssh Secret, required
+        for path in (*ssh.key_files, ssh.known_hosts):
+            assert mount_of(deployment, str(path))["name"] == "ssh", path
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["ssh"]["secret"]["optional"] is False
 
 
 def test_the_deployment_is_least_privilege():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import time
@@ -35,6 +34,7 @@ from vkpy.testing.podman import IMAGE
 from vkpy.testing.processes import port_open
 from vkpy.testing.rootless import prepare_login_user
 from vkpy.testing.slurm_config import backend_on_testbed
+from vkpy.testing.sshd import session_pids
 from vkpy.testing.testbed import Endpoints
 from vkpy.transport import SshRunner
 
@@ -360,18 +360,9 @@ def _sshd_sessions(backend: SlurmBackend, port: int) -> list[int]:
     """The sshd processes serving this backend's connection (not the listener)."""
     runner = backend.runner
     assert isinstance(runner, SshRunner)
-    ports = runner.local_ports()
-    pids: set[int] = set()
-    for local in ports:
-        out = subprocess.run(
-            ["ss", "-Htnp", "state", "established", f"( sport = :{port} and dport = :{local} )"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        pids.update(int(p) for p in re.findall(r"pid=(\d+)", out))
+    pids = session_pids(port, runner.local_ports())
     assert pids, "no sshd process serves the backend's connection"
-    return sorted(pids)
+    return pids
 
 
 # ---------------------------------------------------------------- many pods

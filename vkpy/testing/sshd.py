@@ -7,6 +7,7 @@ authenticates with a key pair whose private half stays in the testbed state (060
 from __future__ import annotations
 
 import pwd
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -109,13 +110,41 @@ def up(
             extra_path=extra_path,
         )
     )
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
-    supervisor.start("sshd", [sshd, "-D", "-e", "-f", str(config)])
-    supervisor.wait_until("sshd", lambda: port_open(port), what="port")
+    start(supervisor, config, port)
     return Ssh(
         host="127.0.0.1", port=port, user=LOGIN_USER, client_key=client_key, known_hosts=known_hosts
     )
 
 
+def start(supervisor: Supervisor, config: Path, port: int) -> None:
+    """Start sshd with ``config`` (a no-op when it runs) and wait for its port. Tests stop
+    it, and the sessions it serves, then call this to restart it."""
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
+    supervisor.start("sshd", [sshd, "-D", "-e", "-f", str(config)])
+    supervisor.wait_until("sshd", lambda: port_open(port), what="port")
+
+
 def down(supervisor: Supervisor) -> None:
     supervisor.stop("sshd")
+
+
+def client_ports(port: int, pid: int) -> list[int]:
+    """The local ports of process ``pid``'s established connections to sshd on ``port``."""
+    out = _ss(f"( dport = :{port} )")
+    return sorted(int(line.split()[2].rsplit(":", 1)[1]) for line in out if f"pid={pid}," in line)
+
+
+def session_pids(port: int, clients: list[int]) -> list[int]:
+    """The sshd processes serving the connections from local ports ``clients`` (not the
+    listener): killing them cuts those connections as a restart of sshd would."""
+    pids: set[int] = set()
+    for local in clients:
+        for line in _ss(f"( sport = :{port} and dport = :{local} )"):
+            pids.update(int(p) for p in re.findall(r"pid=(\d+)", line))
+    return sorted(pids)
+
+
+def _ss(selector: str) -> list[str]:
+    argv = ["ss", "-Htnp", "state", "established", selector]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()

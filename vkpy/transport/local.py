@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 from vkpy.errors import BackendError, BackendUnavailable
+from vkpy.metrics import RUNNER_COMMANDS
 from vkpy.transport.base import Completed
 
 CHUNK = 65536
@@ -80,6 +81,7 @@ class LocalRunner:
         idempotent: bool = False,
     ) -> Completed:
         self.calls[argv[0]] += 1
+        RUNNER_COMMANDS.labels(command=argv[0]).inc()
         try:
             process = await self._spawn(argv, stdin=stdin is not None)
         except FileNotFoundError:

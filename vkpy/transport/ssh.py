@@ -26,6 +26,7 @@ import asyncssh
 
 from vkpy.config import SshConfig
 from vkpy.errors import BackendError, BackendUnavailable
+from vkpy.metrics import RUNNER_COMMANDS, SSH_CONNECTIONS
 from vkpy.transport.base import Completed, command_line, signal_status
 from vkpy.transport.hostkeys import HostKeyPolicy
 
@@ -192,6 +193,7 @@ class SshRunner:
         except (*_FAILURES, TimeoutError) as exc:
             raise BackendUnavailable(f"{self.target}: cannot connect: {_why(exc)}") from exc
         self.connections_opened += 1
+        SSH_CONNECTIONS.inc()
         logger.info(
             "%s: connected in %.0f ms (connection %d opened so far)",
             self.target,
@@ -237,6 +239,7 @@ class SshRunner:
     ) -> Completed:
         command = command_line(argv)
         self.calls[argv[0]] += 1
+        RUNNER_COMMANDS.labels(command=argv[0]).inc()
         attempts = 2 if idempotent else 1
         for attempt in range(1, attempts + 1):
             slot = self._pick()
