@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from vkpy.backend import EnvVar, File, LogOptions, Mount, Running, Terminated, Volume
+from vkpy.backend import EnvVar, File, LogOptions, Mount, PodRun, Running, Terminated, Volume
 from vkpy.backends.htcondor import HTCondorBackend, queue
 from vkpy.testing.htcondor_config import htcondor_on_testbed
 from vkpy.testing.rootless import prepare_login_user
@@ -47,6 +47,15 @@ def node_name(prefix: str) -> str:
 @pytest.fixture
 async def backend(login_user: Endpoints) -> AsyncIterator[HTCondorBackend]:
     async with htcondor_on_testbed(login_user.ssh, node_name=node_name("condor")) as started:
+        yield started
+
+
+@pytest.fixture
+async def transfer_backend(login_user: Endpoints) -> AsyncIterator[HTCondorBackend]:
+    overrides = {"file_transfer": "transfer"}
+    async with htcondor_on_testbed(
+        login_user.ssh, node_name=node_name("xfer"), overrides=overrides
+    ) as started:
         yield started
 
 
@@ -236,3 +245,81 @@ async def test_many_pods_one_condor_q_per_list(backend: HTCondorBackend) -> None
         f"\n{PODS_AT_ONCE} pods: created in {submitted:.2f}s, {lists} listings, one condor_q "
         f"and at most one condor_history each, {backend.runner.connections_opened} SSH connection"
     )
+
+
+async def test_file_transfer_runs_the_pod_in_the_jobs_scratch_directory(
+    transfer_backend: HTCondorBackend,
+) -> None:
+    backend = transfer_backend
+    config = Volume("config", "files", files=(File("app.conf", b"mode = 'fast'\n"),))
+    secret = Volume("token", "files", files=(File("token", b"s3cr3t-token\n"),), sensitive=True)
+    work = Volume("work", "emptyDir")
+    spec = pod(
+        "transfer",
+        shell(
+            "reader",
+            "cat /etc/app/app.conf /var/run/token/token /work/from-init",
+            mounts=(
+                Mount("config", "/etc/app"),
+                Mount("token", "/var/run/token"),
+                Mount("work", "/work"),
+            ),
+        ),
+        shell("failer", "sleep 1; exit 3"),
+        init_containers=(
+            shell(
+                "setup",
+                "echo prepared > /work/from-init; sleep 4",
+                mounts=(Mount("work", "/work"),),
+            ),
+        ),
+        volumes=(config, secret, work),
+    )
+    await backend.create(spec)
+    directory = backend.layout.pod(spec.uid)
+    description = await remote(backend, ["cat", f"{directory}/job.sub"])
+    assert "should_transfer_files = YES" in description
+
+    def initializing(run: PodRun | None) -> bool:
+        return run is not None and isinstance(run.init_containers[0].state, Running)
+
+    # While the job runs its files are away: the queue alone says it runs, never "lost".
+    run = await wait_for(backend, spec.uid, initializing, "the job to run")
+    assert run is not None and run.job_id
+    cluster = run.job_id.split(".")[0]
+    scratch = f".condor-standin/execute/dir_{cluster}"
+    where = await backend.runner.run(
+        [
+            "sh",
+            "-c",
+            'test -s "$HOME/$1/status/_job" && test ! -e "$2/status/_job"',
+            "sh",
+            scratch,
+            directory,
+        ]
+    )
+    assert where.ok, "the job did not run in its own scratch directory"
+    assert await logs(backend, spec.uid, "setup") == b""  # they come back at the end
+
+    run = await wait_for(backend, spec.uid, ended, "the pod to end")
+    assert run is not None
+    found = states(run)
+    assert (found["setup"].exit_code, found["setup"].reason) == (0, "Completed")
+    assert found["reader"].exit_code == 0
+    assert (found["failer"].exit_code, found["failer"].reason) == (3, "Error")
+    assert await logs(backend, spec.uid, "reader") == b"mode = 'fast'\ns3cr3t-token\nprepared\n"
+    # The emptyDir lived in the scratch directory, which is gone; only status and logs
+    # came back into the pod's directory.
+    gone = await backend.runner.run(
+        [
+            "sh",
+            "-c",
+            'test ! -e "$HOME/$1" && test ! -e "$2/volumes/work/from-init"',
+            "sh",
+            scratch,
+            directory,
+        ]
+    )
+    assert gone.ok, "the pod's directory was used as the job's working directory"
+    (record,) = await ads(backend, queue.condor_history_argv(backend.node, [run.job_id]))
+    assert (record["JobStatus"], record["ExitCode"]) == (4, 3)

@@ -5,9 +5,13 @@ program under those four names. It accepts the commands as the HTCondor backend 
 them and prints HTCondor's documented output formats (JSON ClassAds with HTCondor's
 own attribute names), and it really runs each job: the executable with its arguments,
 in its initial directory, output and error to the named files, exit code and signal
-recorded as HTCondor records them. Everything from SSH to output parsing is thus
-exercised for real; the pool itself (matchmaking, remote execution, file transfer
-between machines) is not. Jobs live as JSON files under ``~/.condor-standin``.
+recorded as HTCondor records them. With ``should_transfer_files = YES`` it runs the job
+in a fresh scratch directory (``_CONDOR_SCRATCH_DIR``) holding copies of
+``transfer_input_files`` (and of the executable), and copies ``transfer_output_files``
+back into the initial directory when the job exits or is removed. Everything from SSH
+to output parsing is thus exercised for real; the pool itself (matchmaking, remote
+execution, transfer between machines) is not. Jobs live as JSON files under
+``~/.condor-standin``, scratch directories under its ``execute/``.
 
 Only the standard library: it runs with the login node's own ``python3``.
 """
@@ -19,6 +23,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,6 +187,10 @@ def submit(argv: list[str]) -> int:
         "AllowedJobDuration": int(commands["allowed_job_duration"])
         if "allowed_job_duration" in commands
         else None,
+        "ShouldTransferFiles": commands.get("should_transfer_files", "NO").upper(),
+        "TransferExecutable": commands.get("transfer_executable", "true").lower() != "false",
+        "TransferInput": commands.get("transfer_input_files", ""),
+        "TransferOutput": commands.get("transfer_output_files", ""),
     }
     ad.update({k: _classad_value(v) for k, v in custom.items()})
     _save(ad)
@@ -200,20 +209,55 @@ def submit(argv: list[str]) -> int:
     return 0
 
 
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _copy(source: Path, target: Path) -> None:
+    if source.is_dir() and not source.is_symlink():
+        shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+    elif source.exists() or source.is_symlink():
+        shutil.copy2(source, target, follow_symlinks=False)
+
+
+def _transfer_in(ad: ClassAd, scratch: Path) -> str:
+    """The scratch directory with the job's input; the executable to run there."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(mode=0o700, parents=True)
+    for name in _names(ad["TransferInput"]):
+        source = Path(ad["Iwd"], name)
+        _copy(source, scratch / source.name)
+    if not ad["TransferExecutable"]:
+        return str(ad["Cmd"])
+    shutil.copy2(Path(ad["Iwd"], ad["Cmd"]), scratch / "condor_exec.exe")
+    return str(scratch / "condor_exec.exe")
+
+
+def _transfer_out(ad: ClassAd, scratch: Path) -> None:
+    """transfer_output_files back into the initial directory; the scratch directory goes."""
+    for name in _names(ad["TransferOutput"]):
+        _copy(scratch / name, Path(ad["Iwd"], name))
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 def run_job(cluster: int) -> int:
     time.sleep(0.2)  # matchmaking
     ad = _load(cluster)
     if ad["JobStatus"] == REMOVED:  # removed while idle: it never runs
         return 0
     now = int(time.time())
-    argv = [ad["Cmd"], *parse_arguments(ad["Args"])] if ad["Args"] else [ad["Cmd"]]
+    transfer = ad.get("ShouldTransferFiles") == "YES"
+    scratch = STATE / "execute" / f"dir_{cluster}"
+    command = _transfer_in(ad, scratch) if transfer else ad["Cmd"]
+    argv = [command, *parse_arguments(ad["Args"])] if ad["Args"] else [command]
     with (
         open(os.path.join(ad["Iwd"], ad["Out"]), "ab") as out,
         open(os.path.join(ad["Iwd"], ad["Err"]), "ab") as err,
     ):
         process = subprocess.Popen(
             argv,
-            cwd=ad["Iwd"],
+            cwd=scratch if transfer else ad["Iwd"],
+            env={**os.environ, "_CONDOR_SCRATCH_DIR": str(scratch)} if transfer else None,
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -223,6 +267,7 @@ def run_job(cluster: int) -> int:
             {
                 "JobStatus": RUNNING,
                 "JobStartDate": now,
+                "JobCurrentStartDate": now,
                 "EnteredCurrentStatus": now,
                 "RemoteHost": "slot1@standin",
                 "StandinPid": process.pid,
@@ -235,6 +280,8 @@ def run_job(cluster: int) -> int:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+            if transfer:  # held: nothing comes back
+                shutil.rmtree(scratch, ignore_errors=True)
             ad = _load(cluster)
             ad.update(
                 {
@@ -247,6 +294,8 @@ def run_job(cluster: int) -> int:
             )
             _save(ad)
             return 0
+    if transfer:  # when_to_transfer_output = ON_EXIT_OR_EVICT: on removal too
+        _transfer_out(ad, scratch)
     ad = _load(cluster)
     if ad["JobStatus"] == REMOVED:  # as HTCondor, it leaves the queue once it has exited
         ad["StandinExited"] = True

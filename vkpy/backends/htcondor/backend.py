@@ -15,6 +15,9 @@ script`, `slurm.workdir`): only the submission, the queue and the removal differ
   until they have.
 - A restarted agent adopts everything from the work directories and the queue (the
   job's VkpyPodUID attribute).
+- With ``file_transfer: transfer`` HTCondor copies the work directory's inputs to the
+  job and its ``status/`` and ``logs/`` back at the end (`submit`); until then a
+  running job is reported from ``condor_q`` (`listing`) and its logs are empty.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from vkpy.backend import Capacity, Health, LogOptions, PodRun, PodSpec
+from vkpy.backend import Capacity, Health, LogOptions, PodRun, PodSpec, Running
 from vkpy.backends.htcondor import queue, submit
 from vkpy.backends.htcondor.listing import Listing
 from vkpy.backends.slurm import logs, naming, script, workdir
@@ -35,7 +38,7 @@ from vkpy.backends.slurm.naming import Layout
 from vkpy.backends.slurm.podlog import PodLog, pod_log
 from vkpy.backends.slurm.runtime import RuntimeOptions
 from vkpy.config import HTCondorConfig
-from vkpy.errors import BackendError, BackendUnavailable, PodRejected
+from vkpy.errors import BackendError, BackendUnavailable, PodNotFound, PodRejected
 from vkpy.transport import Completed, Runner
 
 logger = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ def settings_from(config: HTCondorConfig, node: str) -> script.Settings:
         runtime=options,
         kill_wait_seconds=config.kill_wait_seconds,
         allowed_host_paths=tuple(config.allowed_host_paths),
+        relocatable=config.file_transfer == "transfer",
     )
 
 
@@ -94,7 +98,8 @@ class HTCondorBackend:
         self._clock = clock
         self._poll = poll_seconds
         self._layout: Layout | None = None
-        self.listing = Listing(runner, node=node_name)
+        transfer = config.file_transfer == "transfer"
+        self.listing = Listing(runner, node=node_name, transfer=transfer)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # ------------------------------------------------------------ lifecycle
@@ -176,6 +181,7 @@ class HTCondorBackend:
             pod_dir=prepared.pod_dir,
             kill_wait_seconds=self.config.kill_wait_seconds,
             config_extra=self.config.submit_commands,
+            transfer=self.config.file_transfer == "transfer",
         )
         sub = f"{prepared.pod_dir}/job.sub"
         files = (*prepared.files, script.StagedFile(sub, description.encode(), script.SECRET_MODE))
@@ -281,14 +287,27 @@ class HTCondorBackend:
 
     async def logs(self, uid: str, container: str, options: LogOptions) -> AsyncIterator[bytes]:
         layout = await self._ready()
-        argv = await workdir.log_argv(
-            self.runner,
-            layout,
-            uid,
-            container,
-            options,
-            system="HTCondor",
-            queued=logs.HTCONDOR_QUEUED,
-        )
+        try:
+            argv = await workdir.log_argv(
+                self.runner,
+                layout,
+                uid,
+                container,
+                options,
+                system="HTCondor",
+                queued=logs.HTCONDOR_QUEUED,
+            )
+        except PodNotFound:
+            if self._logs_away(uid, container):
+                return  # they come back with the job's output
+            raise
         async for chunk in workdir.stream_log(self.runner, argv, options.limit_bytes):
             yield chunk
+
+    def _logs_away(self, uid: str, container: str) -> bool:
+        """Whether, with file transfer, the container runs and its log is with the job."""
+        last = self.listing.known.get(uid, Known()).last
+        if self.config.file_transfer != "transfer" or last is None:
+            return False
+        statuses = (*last.init_containers, *last.containers)
+        return any(c.name == container and isinstance(c.state, Running) for c in statuses)

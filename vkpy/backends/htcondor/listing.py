@@ -5,6 +5,11 @@ finds them all: the work directories are the record of what the node holds), one
 ``condor_q -json`` for all the node's jobs, and one ``condor_history -json`` for the
 jobs of unfinished pods that have left the queue, when there are any. A
 finished pod's record is kept and never read again.
+
+With file transfer the status files come back only when the job ends: while
+``condor_q`` says the job runs and its files say nothing yet, the pod is reported from
+the queue alone: its first init container (else its app containers) running since the
+job started.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from vkpy.backend import PodRun
@@ -35,9 +41,10 @@ Ads = Mapping[str, tuple[Mapping[str, Any], ...]]
 class Listing:
     """The node's pods as the last listing saw them; see the module docstring."""
 
-    def __init__(self, runner: Runner, *, node: str) -> None:
+    def __init__(self, runner: Runner, *, node: str, transfer: bool = False) -> None:
         self.runner = runner
         self.node = node
+        self.transfer = transfer
         self.known: dict[str, Known] = {}
         self.deleted: OrderedDict[str, None] = OrderedDict()
         self._discovered = False
@@ -128,6 +135,8 @@ class Listing:
         if found.meta is not None:
             known.namespace, known.name = found.meta.namespace, found.meta.name
         known.job_id = found.job_id or known.job_id
+        if self.transfer:
+            found = _from_the_queue(found, job)
         events = report.job_events(found.job)
         if job is not None and job.terminal and events.ended is None and not known.rechecked:
             # The files were read before the queue: the job may have ended in between,
@@ -170,6 +179,21 @@ def _job(
             if not job_id or state.job_id(ad) == job_id:
                 return state.job_state(ad)
     return None
+
+
+def _from_the_queue(found: report.PodFiles, job: JobState | None) -> report.PodFiles:
+    """A transferring job's files while it runs: the job began when HTCondor started it,
+    and with it the first init container, else the app containers (how they fare comes
+    back with the output)."""
+    if job is None or job.phase is not Phase.RUNNING or found.meta is None:
+        return found
+    if report.job_events(found.job).began is not None:
+        return found
+    began = job.started or int(time.time())
+    containers = defaultdict(list, found.containers)
+    for name in found.meta.init[:1] or found.meta.containers:
+        containers[name] = [f"start {began} 0"]
+    return replace(found, job=[f"begin {began} - {job.job_id} -"], containers=containers)
 
 
 def _view(found: report.PodFiles, job: JobState | None, *, lost: bool) -> report.JobView:

@@ -34,6 +34,7 @@ ATTRIBUTES = (
     "ExitBySignal",
     "ExitSignal",
     "EnteredCurrentStatus",
+    "JobCurrentStartDate",
 )
 
 
@@ -48,6 +49,7 @@ class JobState:
     message: str = ""  # why it waits (held: the HoldReason)
     exit_code: int | None = None
     signal: int | None = None
+    started: int | None = None  # epoch second the current run began (a running job)
 
     @property
     def terminal(self) -> bool:
@@ -70,7 +72,8 @@ def job_state(ad: Mapping[str, Any]) -> JobState:
     ident = job_id(ad)
     status = ad.get("JobStatus")
     if status in (RUNNING, TRANSFERRING):
-        return JobState(ident, status, Phase.RUNNING)
+        began = ad.get("JobCurrentStartDate") or ad.get("EnteredCurrentStatus")
+        return JobState(ident, status, Phase.RUNNING, started=int(began) if began else None)
     if status == IDLE:
         return JobState(ident, status, Phase.WAITING, message=f"HTCondor job {ident} is idle")
     if status == SUSPENDED:

@@ -2,9 +2,12 @@
 
 The job runs the pod's wrapper script (init containers, then app containers, each
 exit code recorded) in the pod's work directory, on a filesystem the execute nodes
-share with the submit node (files are not transferred). Resources come from the containers'
-limits (else requests): the sum of the app containers, or the largest init container
-if that is more, as the kubelet sizes a pod. Custom attributes carry the pod's UID and
+share with the submit node; or, with ``transfer``, in its scratch directory on the
+execute node: HTCondor copies the staged ``spec/``, ``status/`` and ``volumes/`` there
+and brings ``status/`` and ``logs/`` back into the work directory (its initialdir) when
+the job exits or is evicted. Resources come from the containers' limits (else
+requests): the sum of the app containers, or the largest init container if that is
+more, as the kubelet sizes a pod. Custom attributes carry the pod's UID and
 the node's name, so one ``condor_q -constraint`` finds every job of the node.
 Extra submit commands come from the config and from pod annotations under
 ``htcondor.vkpy.io/``; commands that would break the contract are refused.
@@ -22,6 +25,9 @@ from vkpy.errors import PodRejected
 ANNOTATION_PREFIX = "htcondor.vkpy.io/"
 UID_ATTRIBUTE = "VkpyPodUID"
 NODE_ATTRIBUTE = "VkpyNode"
+# With file transfer: what the job needs of the work directory, and what comes back.
+TRANSFER_INPUT = ("spec", "status", "volumes")
+TRANSFER_OUTPUT = ("status", "logs")
 # Commands vkpy sets itself: changing them would lose the job, its output or its status.
 RESERVED = frozenset(
     {
@@ -48,6 +54,8 @@ RESERVED = frozenset(
         "should_transfer_files",
         "transfer_input_files",
         "transfer_output_files",
+        "transfer_output_remaps",
+        "when_to_transfer_output",
     }
 )
 _COMMAND = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
@@ -125,19 +133,30 @@ def submit_description(
     pod_dir: str,
     kill_wait_seconds: int = 30,
     config_extra: Mapping[str, str] | None = None,
+    transfer: bool = False,
 ) -> str:
-    """The submit description for ``pod``, whose wrapper script is ``<pod_dir>/job.sh``.
+    """The submit description for ``pod``, whose wrapper script is ``<pod_dir>/job.sh``;
+    ``transfer``: HTCondor copies the work directory to the job and its results back.
 
     The script enforces activeDeadlineSeconds itself (and records why it stopped);
     ``allowed_job_duration`` is HTCondor's backstop, a little later, so that a job the
     script cannot stop is held (HoldReasonCode 46) rather than left running.
     """
     resources = pod_resources(pod)
+    if transfer:
+        files = [
+            "transfer_executable = true",
+            "should_transfer_files = YES",
+            "when_to_transfer_output = ON_EXIT_OR_EVICT",
+            f"transfer_input_files = {','.join(TRANSFER_INPUT)}",
+            f"transfer_output_files = {','.join(TRANSFER_OUTPUT)}",
+        ]
+    else:
+        files = ["transfer_executable = false", "should_transfer_files = NO"]
     lines = [
         "universe = vanilla",
         f"executable = {pod_dir}/job.sh",
-        "transfer_executable = false",
-        "should_transfer_files = NO",
+        *files,
         f"initialdir = {pod_dir}",
         "output = logs/_job.out",
         "error = logs/_job.err",

@@ -81,7 +81,8 @@ _IMAGE_SCHEMES = ("docker://", "oras://", "library://", "shub://", "docker-archi
 
 @dataclass(frozen=True)
 class Bind:
-    """A path of the compute node bound into a container."""
+    """A path of the compute node bound into a container; a relative ``source`` is
+    under the directory the job script runs in."""
 
     source: str
     destination: str
@@ -102,6 +103,9 @@ class Launch:
 
     argv: tuple[str, ...]
     env: tuple[str, ...]  # NAME=VALUE entries for the runtime's environment
+    # Indices of bind options (``--volume=SRC:...``) whose SRC is relative: the job
+    # script makes it absolute under the directory it runs in (`Bind.source`).
+    relative: tuple[int, ...] = ()
 
 
 def podman_container_name(uid: str, container: str) -> str:
@@ -158,7 +162,10 @@ def _podman(
         else:
             argv.append(f"--env={name}")
             passed.append(f"{name}={value}")
+    relative = []
     for bind in binds:
+        if not bind.source.startswith("/"):
+            relative.append(len(argv))
         argv.append(f"--volume={bind.source}:{bind.destination}:{'ro' if bind.read_only else 'rw'}")
     if container.working_dir:
         argv.append(f"--workdir={container.working_dir}")
@@ -169,7 +176,7 @@ def _podman(
     argv.extend(options.flags)
     argv.append(container.image)
     argv.extend(container.args)
-    return Launch(tuple(argv), tuple(passed))
+    return Launch(tuple(argv), tuple(passed), tuple(relative))
 
 
 def apptainer_image(image: str) -> str:
@@ -194,7 +201,10 @@ def _apptainer(
         "--containall",
         "--writable-tmpfs",
     ]
+    relative = []
     for bind in binds:
+        if not bind.source.startswith("/"):
+            relative.append(len(argv))
         argv.append(f"--bind={bind.source}:{bind.destination}:{'ro' if bind.read_only else 'rw'}")
     if container.working_dir:
         argv.append(f"--pwd={container.working_dir}")
@@ -204,7 +214,8 @@ def _apptainer(
     argv.append(apptainer_image(container.image))
     argv.extend(container.command)
     argv.extend(container.args)
-    return Launch(tuple(argv), tuple(f"{prefix}{n}={v}" for n, v in env.items()))
+    environment = tuple(f"{prefix}{n}={v}" for n, v in env.items())
+    return Launch(tuple(argv), environment, tuple(relative))
 
 
 def launch(

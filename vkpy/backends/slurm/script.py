@@ -81,6 +81,9 @@ class Settings:
     sbatch_flags: tuple[str, ...] = ()
     allowed_host_paths: tuple[str, ...] = ()
     backoff_seconds: int = int(RESTART_BACKOFF_INITIAL)  # the kubelet's; tests shorten it
+    # The script runs in whatever directory the job starts in, a copy of the pod's
+    # (HTCondor's file transfer), not in the pod's directory itself.
+    relocatable: bool = False
 
     @classmethod
     def from_config(cls, config: SlurmConfig, *, node: str) -> Settings:
@@ -161,8 +164,9 @@ def _volume_dir(pod_dir: str, volume: str) -> str:
 
 
 def _binds(
-    container: Container, volumes: dict[str, Volume], *, pod_dir: str, allowed: Sequence[str]
+    container: Container, volumes: dict[str, Volume], *, root: str, allowed: Sequence[str]
 ) -> list[Bind]:
+    """The container's mounts; a volume of the pod is under ``root`` ("": relative)."""
     binds = []
     for mount in container.mounts:
         volume = volumes.get(mount.volume)
@@ -179,7 +183,7 @@ def _binds(
                 )
             source = host
         else:
-            source = _volume_dir(pod_dir, volume.name)
+            source = _volume_dir(root, volume.name) if root else f"volumes/{volume.name}"
         if sub:
             source = f"{source}/{sub}"
         read_only = mount.read_only or volume.kind == "files"
@@ -253,7 +257,7 @@ def script_text(
         "POD": f"{pod.namespace}/{pod.name}",
         "UID": pod.uid,
         "NODE": settings.node,
-        "DIR": shlex.quote(pod_dir),
+        "DIR": "." if settings.relocatable else shlex.quote(pod_dir),
         "UID_Q": shlex.quote(pod.uid),
         "GRACE": str(max(0, int(pod.termination_grace_period_seconds))),
         "KILL_WAIT": str(settings.kill_wait_seconds),
@@ -314,9 +318,14 @@ def prepare(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> 
     pod_dir = layout.pod(pod.uid)
     volumes = {v.name: v for v in pod.volumes}
     volume_dirs, volume_files, memory, subdirs = _stage_volumes(pod, pod_dir)
+    root = pod_dir
+    if settings.relocatable:  # binds under the job's directory; it makes the emptyDirs
+        root = ""
+        empty = [v.name for v in pod.volumes if v.kind == "emptyDir" and v.name not in memory]
+        subdirs = sorted({*subdirs, *empty})
     files: list[StagedFile] = []
     for container in (*pod.init_containers, *pod.containers):
-        binds = _binds(container, volumes, pod_dir=pod_dir, allowed=settings.allowed_host_paths)
+        binds = _binds(container, volumes, root=root, allowed=settings.allowed_host_paths)
         run = runtime.launch(
             container,
             uid=pod.uid,
@@ -327,6 +336,9 @@ def prepare(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> 
         )
         files.append(StagedFile(f"{pod_dir}/spec/{container.name}.argv", _nul_joined(run.argv)))
         files.append(StagedFile(f"{pod_dir}/spec/{container.name}.env", _nul_joined(run.env)))
+        if run.relative:
+            indices = "".join(f"{i}\n" for i in run.relative).encode()
+            files.append(StagedFile(f"{pod_dir}/spec/{container.name}.rel", indices))
     deadline = 0
     if pod.active_deadline_seconds is not None:
         deadline = int(now) + max(0, int(pod.active_deadline_seconds))

@@ -13,7 +13,7 @@ TEMPLATE = r"""#!/bin/bash
 # and exits with the worst exit code. Each container's argv and environment are read
 # from NUL-separated files in spec/: no value of the pod passes through a shell.
 umask 077
-cd -- @DIR@ || exit 1
+cd -- @DIR@ || exit 1  # the pod's directory; "." where HTCondor copied it to the job
 
 POD_UID=@UID_Q@
 GRACE=@GRACE@          # seconds from SIGTERM to SIGKILL when the pod is stopped
@@ -90,6 +90,9 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
     local c=$1 n=$2 item pid rc code
     local -a argv=() envs=()
     while IFS= read -r -d '' item; do argv+=("$item"); done < "spec/$c.argv"
+    if [ -s "spec/$c.rel" ]; then  # bind options whose source is under this directory
+        while read -r i; do argv[i]="${argv[i]%%=*}=$PWD/${argv[i]#*=}"; done < "spec/$c.rel"
+    fi
     while IFS= read -r -d '' item; do envs+=("$item"); done < "spec/$c.env"
     record "$c" start "$(now)" "$n"
     env -- "${envs[@]}" "${argv[@]}" < /dev/null >> "logs/$c.$n.log" 2>&1 &

@@ -1,0 +1,171 @@
+"""HTCondor with file transfer (``file_transfer: transfer``): the description (parsed by
+HTCondor's own parser), the job script run from a copy of the pod's directory, the
+stand-in's emulation of the transfer, and the status of a job whose files are away."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import htcondor2
+import pytest
+
+from vkpy.backend import Mount, Running, Volume, Waiting
+from vkpy.backends.htcondor.listing import Listing, _from_the_queue
+from vkpy.backends.htcondor.state import job_state
+from vkpy.backends.htcondor.submit import submit_description
+from vkpy.backends.slurm import report
+from vkpy.backends.slurm.listing import Known
+from vkpy.backends.slurm.naming import Layout
+from vkpy.backends.slurm.script import render
+from vkpy.errors import PodRejected
+from vkpy.testing import condor_standin
+from vkpy.transport import LocalRunner
+
+from .test_slurm_script import FAKE_RUNTIME, UID, app, logged, pod_spec, settings, stage
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Path:
+    path = tmp_path / "fake-runtime"
+    path.write_text(FAKE_RUNTIME)
+    path.chmod(0o755)
+    return path
+
+
+def volume_pod():
+    return pod_spec(
+        app("main", mounts=(Mount("work", "/work"), Mount("conf", "/etc/c"), Mount("host", "/d"))),
+        init_containers=(app("setup", mounts=(Mount("work", "/work", sub_path="sub"),)),),
+        volumes=(
+            Volume("work", "emptyDir"),
+            Volume("conf", "files", files=()),
+            Volume("host", "hostPath", host_path="/srv/data"),
+        ),
+    )
+
+
+def test_the_transfer_description_parses_with_htcondor():
+    text = submit_description(
+        pod_spec(app("main")), node_name="n", pod_dir="/home/u/vkpy/n/uid-1", transfer=True
+    )
+    submit = dict(htcondor2.Submit(text).items())
+    assert submit["should_transfer_files"] == "YES"
+    assert submit["when_to_transfer_output"] == "ON_EXIT_OR_EVICT"
+    assert submit["transfer_executable"] == "true"
+    assert submit["transfer_input_files"] == "spec,status,volumes"
+    assert submit["transfer_output_files"] == "status,logs"
+    assert submit["initialdir"] == "/home/u/vkpy/n/uid-1"  # where the output comes back
+    shared = dict(
+        htcondor2.Submit(
+            submit_description(pod_spec(app("main")), node_name="n", pod_dir="/w")
+        ).items()
+    )
+    assert shared["should_transfer_files"] == "NO" and "transfer_input_files" not in shared
+
+
+@pytest.mark.parametrize("command", ["when_to_transfer_output", "transfer_output_remaps"])
+def test_transfer_commands_are_vkpys(command):
+    bad = pod_spec(app("main"), annotations={f"htcondor.vkpy.io/{command}": "ON_EXIT"})
+    with pytest.raises(PodRejected, match="set by vkpy"):
+        submit_description(bad, node_name="n", pod_dir="/w", transfer=True)
+
+
+def test_shared_rendering_is_unchanged(tmp_path, runtime):
+    layout = Layout(str(tmp_path / "base"))
+    allowed = settings(runtime, allowed_host_paths=("/srv",))
+    submission = render(volume_pod(), layout=layout, settings=allowed, now=0)
+    assert f"cd -- {submission.pod_dir} ||" in submission.script
+    assert not [f for f in submission.files if f.path.endswith(".rel")]
+
+
+def test_the_relocatable_script_runs_in_a_copy_of_the_pod_directory(tmp_path, runtime):
+    layout = Layout(str(tmp_path / "base"))
+    submission = render(
+        volume_pod(),
+        layout=layout,
+        settings=settings(runtime, relocatable=True, allowed_host_paths=("/srv",)),
+        now=0,
+    )
+    assert "cd -- . ||" in submission.script
+    pod_dir = stage(submission)
+    scratch = tmp_path / "scratch"  # what HTCondor makes of transfer_input_files
+    scratch.mkdir()
+    for name in ("spec", "status", "volumes"):
+        shutil.copytree(pod_dir / name, scratch / name, symlinks=True)
+    shutil.rmtree(scratch / "volumes" / "work")  # an empty directory may not travel
+    done = subprocess.run(
+        ["bash", str(pod_dir / "job.sh")], cwd=scratch, capture_output=True, timeout=30
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    args, _ = logged(scratch, "main")
+    assert f"--volume={scratch}/volumes/work:/work:rw".encode() in args
+    assert f"--volume={scratch}/volumes/conf:/etc/c:ro".encode() in args
+    assert b"--volume=/srv/data:/d:rw" in args
+    init_args, _ = logged(scratch, "setup")
+    assert f"--volume={scratch}/volumes/work/sub:/work:rw".encode() in init_args
+    assert (scratch / "volumes" / "work" / "sub").is_dir()
+    assert (scratch / "status" / "_job").exists()
+    assert not (pod_dir / "status" / "_job").exists()
+    assert not list((pod_dir / "logs").iterdir())
+
+
+def test_a_running_transfer_job_is_reported_from_the_queue():
+    meta = report.PodMeta("ns", "p", init=("setup",), containers=("a", "b"))
+    files = report.PodFiles(meta=meta, job_id="7.0")
+    job = job_state({"ClusterId": 7, "JobStatus": 2, "JobCurrentStartDate": 1_700_000_000})
+    seen = _from_the_queue(files, job)
+    assert seen.containers["setup"] == ["start 1700000000 0"] and not seen.containers["a"]
+    no_init = report.PodFiles(meta=report.PodMeta("ns", "p", (), ("a", "b")), job_id="7.0")
+    listing = Listing(LocalRunner(), node="n", transfer=True)
+    run = listing._record(UID, Known(), no_init, job)
+    assert run is not None
+    for container in run.containers:
+        assert isinstance(container.state, Running)
+        assert container.state.started_at.timestamp() == 1_700_000_000
+    idle = job_state({"ClusterId": 7, "JobStatus": 1})
+    waiting = Listing(LocalRunner(), node="n", transfer=True)._record(UID, Known(), no_init, idle)
+    assert waiting is not None and isinstance(waiting.containers[0].state, Waiting)
+    ended = report.PodFiles(meta=meta, job_id="7.0", job=["begin 5 h 7.0 -"])
+    assert _from_the_queue(ended, job) is ended  # the files came back: they say it all
+
+
+def test_the_standin_transfers_input_and_output(tmp_path, monkeypatch):
+    monkeypatch.setattr(condor_standin, "STATE", tmp_path / "state")
+    iwd = tmp_path / "pod"
+    (iwd / "spec").mkdir(parents=True)
+    (iwd / "spec" / "x").write_text("input\n")
+    (iwd / "status").mkdir()
+    (iwd / "logs").mkdir()
+    (iwd / "job.sh").write_text(
+        '#!/bin/sh\nmkdir -p logs status\npwd > status/where\necho "$_CONDOR_SCRATCH_DIR" '
+        ">> status/where\ncat spec/x > logs/out\nexit 3\n"
+    )
+    (iwd / "job.sh").chmod(0o700)
+    text = submit_description(pod_spec(app("main")), node_name="n", pod_dir=str(iwd), transfer=True)
+    commands, _ = condor_standin.parse_submit(text)
+    (tmp_path / "state" / "jobs").mkdir(parents=True)
+    ad = {
+        "ClusterId": 1,
+        "ProcId": 0,
+        "Cmd": commands["executable"],
+        "Args": "",
+        "Iwd": str(iwd),
+        "Out": commands["output"],
+        "Err": commands["error"],
+        "JobStatus": 1,
+        "ShouldTransferFiles": "YES",
+        "TransferExecutable": True,
+        "TransferInput": commands["transfer_input_files"],
+        "TransferOutput": commands["transfer_output_files"],
+    }
+    condor_standin._save(ad)
+    condor_standin.run_job(1)
+    scratch = tmp_path / "state" / "execute" / "dir_1"
+    assert (iwd / "status" / "where").read_text() == f"{scratch}\n{scratch}\n"
+    assert (iwd / "logs" / "out").read_text() == "input\n"
+    assert not scratch.exists()
+    final = json.loads((tmp_path / "state" / "jobs" / "1.json").read_text())
+    assert (final["JobStatus"], final["ExitCode"]) == (4, 3)
