@@ -39,7 +39,7 @@ integration: install kube-binaries
 
 # One pytest run for unit and integration tests, so its closing line counts them all.
 test: lint kube-binaries
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=15
 
 testbed-up: install kube-binaries
 	$(BIN)/python -m vkpy.testing up

@@ -17,7 +17,7 @@ from vkpy.backends.htcondor.listing import Listing, _from_the_queue
 from vkpy.backends.htcondor.state import job_state
 from vkpy.backends.htcondor.submit import submit_description
 from vkpy.backends.slurm import report
-from vkpy.backends.slurm.listing import Known
+from vkpy.backends.slurm.book import Known
 from vkpy.backends.slurm.naming import Layout
 from vkpy.backends.slurm.script import render
 from vkpy.errors import PodRejected

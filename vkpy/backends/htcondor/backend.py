@@ -22,42 +22,24 @@ script`, `slurm.workdir`): only the submission, the queue and the removal differ
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-import weakref
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
-from vkpy.backend import Capacity, Health, LogOptions, PodRun, PodSpec, Running
+from vkpy.backend import Capacity, Health, LogOptions, PodSpec, Running
 from vkpy.backends.htcondor import queue, submit
 from vkpy.backends.htcondor.listing import Listing
 from vkpy.backends.slurm import logs, naming, script, workdir
-from vkpy.backends.slurm.listing import Known
+from vkpy.backends.slurm.book import Known
+from vkpy.backends.slurm.jobbackend import STOP_MARGIN_SECONDS, JobBackend, transient
 from vkpy.backends.slurm.naming import Layout
 from vkpy.backends.slurm.podlog import PodLog, pod_log
 from vkpy.backends.slurm.runtime import RuntimeOptions
 from vkpy.config import HTCondorConfig
-from vkpy.errors import BackendError, BackendUnavailable, PodNotFound, PodRejected
-from vkpy.transport import Completed, Runner
+from vkpy.errors import BackendUnavailable, PodNotFound, PodRejected
+from vkpy.transport import Runner
 
 logger = logging.getLogger(__name__)
-
-STOP_MARGIN_SECONDS = 10.0  # past the grace period, for the script to record and exit
-# Answers that say "try again later", not "this pod cannot run".
-TRANSIENT = (
-    "failed to connect",
-    "can't find address",
-    "connection refused",
-    "timed out",
-    "temporarily unavailable",
-    "try again",
-)
-
-
-def _transient(completed: Completed) -> bool:
-    text = completed.stderr.decode("utf-8", errors="replace").lower()
-    return completed.status in (126, 127) or any(marker in text for marker in TRANSIENT)
 
 
 def settings_from(config: HTCondorConfig, node: str) -> script.Settings:
@@ -77,10 +59,12 @@ def settings_from(config: HTCondorConfig, node: str) -> script.Settings:
     )
 
 
-class HTCondorBackend:
+class HTCondorBackend(JobBackend):
     """Runs one node's pods as HTCondor jobs; see the module docstring."""
 
     kind = "htcondor"
+    system = "HTCondor"
+    login = "submit node"
 
     def __init__(
         self,
@@ -91,62 +75,18 @@ class HTCondorBackend:
         clock: Callable[[], float] = time.time,
         poll_seconds: float = 0.5,
     ) -> None:
-        self.runner = runner
-        self.config = config
-        self.node = node_name
-        self.settings = settings_from(config, node_name)
-        self._clock = clock
-        self._poll = poll_seconds
-        self._layout: Layout | None = None
         transfer = config.file_transfer == "transfer"
         self.listing = Listing(runner, node=node_name, transfer=transfer)
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-    # ------------------------------------------------------------ lifecycle
-
-    async def start(self) -> None:
-        """Connect and make the node's base directory; an unreachable submit node is
-        reported by health() and retried on use, not fatal."""
-        try:
-            await self._ready()
-        except BackendUnavailable as exc:
-            logger.warning("HTCondor backend for node %s: %s (retrying on use)", self.node, exc)
-            return
-        logger.info(
-            "HTCondor backend for node %s started on %s, work directory %s, runtime %s",
-            self.node,
-            self.runner.target,
-            self.layout.base,
-            self.config.runtime,
+        super().__init__(
+            runner,
+            config,
+            node_name,
+            self.listing,
+            settings_from(config, node_name),
+            clock=clock,
+            poll_seconds=poll_seconds,
         )
-
-    async def close(self) -> None:
-        logger.info(
-            "HTCondor backend for node %s: commands %s, connections opened %d",
-            self.node,
-            dict(self.runner.calls),
-            self.runner.connections_opened,
-        )
-        await self.runner.close()
-
-    @property
-    def layout(self) -> Layout:
-        if self._layout is None:
-            raise BackendUnavailable("the HTCondor backend has not reached the submit node yet")
-        return self._layout
-
-    async def _ready(self) -> Layout:
-        if self._layout is not None:
-            return self._layout
-        base = f"{self.config.work_dir}/{self.node}"
-        done = await self.runner.run(
-            ["sh", "-c", 'umask 077 && mkdir -p -- "$1" && cd -- "$1" && pwd -P', "sh", base],
-            idempotent=True,
-        )
-        if not done.ok or not done.text.strip():
-            raise BackendUnavailable(f"cannot make the work directory {base}: {done.describe()}")
-        self._layout = Layout(done.text.strip().splitlines()[-1])
-        return self._layout
+        self.config = config
 
     async def health(self) -> Health:
         try:
@@ -163,12 +103,6 @@ class HTCondorBackend:
 
     async def capacity(self) -> Capacity | None:
         return None  # the pool's size is no node's: node.capacity says what to offer
-
-    def _lock(self, uid: str) -> asyncio.Lock:
-        lock = self._locks.get(uid)
-        if lock is None:
-            lock = self._locks[uid] = asyncio.Lock()
-        return lock
 
     # ------------------------------------------------------------ create
 
@@ -200,7 +134,7 @@ class HTCondorBackend:
             await workdir.stage(self.runner, prepared.dirs, files)
             answer = await self.runner.run(queue.submit_argv(prepared.pod_dir, sub))
             if not answer.ok:
-                await self._refused(pod, prepared.pod_dir, answer, log)
+                await self._refused(pod, prepared.pod_dir, "condor_submit", answer, log)
             job_id = queue.parse_job_id(answer.text)
             if not job_id:
                 raise BackendUnavailable(f"condor_submit printed no job id: {answer.describe()}")
@@ -208,23 +142,6 @@ class HTCondorBackend:
         pod_log(pod.uid, pod.namespace, pod.name, job_id).info(
             "submitted as HTCondor job %s in %.0f ms", job_id, (time.monotonic() - started) * 1000
         )
-
-    def _remember(self, pod: PodSpec, job_id: str) -> None:
-        self.listing.remember(pod.uid, job_id, namespace=pod.namespace, name=pod.name)
-
-    async def _refused(self, pod: PodSpec, pod_dir: str, answer: Completed, log: PodLog) -> None:
-        if _transient(answer):
-            raise BackendUnavailable(f"condor_submit failed, to be retried: {answer.describe()}")
-        log.warning("condor_submit refused the pod: %s", answer.describe())
-        with contextlib.suppress(BackendError):
-            await self.runner.run(["rm", "-rf", "--", pod_dir])
-        stderr = answer.stderr.decode("utf-8", errors="replace").strip()
-        raise PodRejected(f"condor_submit refused pod {pod.key}: {stderr or answer.describe()}")
-
-    # ------------------------------------------------------------ list
-
-    async def list(self) -> Mapping[str, PodRun]:
-        return await self.listing.list(await self._ready())
 
     # ------------------------------------------------------------ delete
 
@@ -239,16 +156,7 @@ class HTCondorBackend:
             log = pod_log(uid, known.namespace, known.name, known.job_id)
             if await self._queued(uid):
                 await self._stop(uid, layout, grace_seconds, log)
-            podman = self.settings.runtime.executable if self.config.runtime == "podman" else None
-            await workdir.remove(
-                self.runner,
-                layout,
-                uid,
-                log,
-                retention_seconds=self.config.work_dir_retention_seconds,
-                podman=podman,
-            )
-            self.listing.forget(uid)
+            await self._clean(uid, layout, log)
 
     async def _queued(self, uid: str) -> Sequence[str]:
         """The pod's jobs still in the queue (removed ones too, until they have left)."""
@@ -260,27 +168,18 @@ class HTCondorBackend:
         ]
 
     async def _stop(self, uid: str, layout: Layout, grace: int, log: PodLog) -> None:
-        try:  # the script's own grace period applies if this cannot be written
-            await self.runner.put(f"{layout.pod(uid)}/grace", b"%d\n" % max(grace, 0), mode=0o600)
-        except BackendUnavailable:
-            raise
-        except BackendError as exc:
-            log.warning("cannot hand the job its grace period: %s", exc)
+        await self._hand_grace(uid, layout, grace, log)
         log.info("removing the HTCondor job with a grace period of %ds", grace)
         answer = await self.runner.run(queue.condor_rm_argv(self.node, uid), idempotent=True)
-        if not answer.ok and _transient(answer):
+        if not answer.ok and transient(answer):
             raise BackendUnavailable(f"condor_rm failed: {answer.describe()}")
         timeout = max(grace, 0) + STOP_MARGIN_SECONDS + self.config.delete_timeout_seconds
-        deadline = time.monotonic() + timeout
-        pause = self._poll
-        while left := await self._queued(uid):
-            if time.monotonic() >= deadline:
-                raise BackendUnavailable(
-                    f"HTCondor job {','.join(left)} of pod uid {uid} is still in the queue "
-                    "after condor_rm"
-                )
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 2.0)
+        left = await self._wait_gone(lambda: self._queued(uid), timeout)
+        if left:
+            raise BackendUnavailable(
+                f"HTCondor job {','.join(left)} of pod uid {uid} is still in the queue "
+                "after condor_rm"
+            )
         log.info("HTCondor job has left the queue")
 
     # ------------------------------------------------------------ logs

@@ -14,10 +14,9 @@ job started.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -25,8 +24,8 @@ from typing import Any
 from vkpy.backend import PodRun
 from vkpy.backends.htcondor import queue, state
 from vkpy.backends.htcondor.state import JobState
-from vkpy.backends.slurm import report, workdir
-from vkpy.backends.slurm.listing import FORGET_DELETED, LOST_AFTER_SECONDS, Known
+from vkpy.backends.slurm import report
+from vkpy.backends.slurm.book import LOST_AFTER_SECONDS, Known, PodBook
 from vkpy.backends.slurm.naming import Layout
 from vkpy.backends.slurm.podlog import pod_log
 from vkpy.backends.slurm.state import Phase
@@ -38,43 +37,17 @@ SYSTEM = "HTCondor"
 Ads = Mapping[str, tuple[Mapping[str, Any], ...]]
 
 
-class Listing:
+class Listing(PodBook):
     """The node's pods as the last listing saw them; see the module docstring."""
 
     def __init__(self, runner: Runner, *, node: str, transfer: bool = False) -> None:
-        self.runner = runner
-        self.node = node
+        super().__init__(runner, node=node)
         self.transfer = transfer
-        self.known: dict[str, Known] = {}
-        self.deleted: OrderedDict[str, None] = OrderedDict()
-        self._discovered = False
-        self._lock = asyncio.Lock()
-
-    def remember(self, uid: str, job_id: str, *, namespace: str, name: str) -> None:
-        """A pod create() submitted (or found submitted)."""
-        self.deleted.pop(uid, None)
-        known = self.known.setdefault(uid, Known())
-        known.job_id, known.namespace, known.name = job_id, namespace, name
-
-    def forget(self, uid: str) -> None:
-        """A pod delete() removed: later listings never report it again."""
-        self.known.pop(uid, None)
-        self.deleted[uid] = None
-        while len(self.deleted) > FORGET_DELETED:
-            self.deleted.popitem(last=False)
 
     async def list(self, layout: Layout) -> dict[str, PodRun]:
         """Every pod of the node: status files, one condor_q, at most one condor_history."""
         async with self._lock:
-            if self._discovered:
-                pending = [uid for uid, k in self.known.items() if k.final is None]
-                files = await workdir.read_status(self.runner, layout, pending)
-            else:
-                files = await workdir.read_status(self.runner, layout, None)
-                for uid in files:
-                    if uid not in self.deleted:
-                        self.known.setdefault(uid, Known())
-                self._discovered = True
+            files = await self.read_files(layout)
             queued = await self._ads(queue.condor_q_argv(self.node), "condor_q")
             left = self._left_the_queue(files, queued)
             done = (
@@ -83,8 +56,7 @@ class Listing:
                 else {}
             )
             for uid, ads in queued.items():
-                if uid not in self.known and uid not in self.deleted:
-                    self.known[uid] = Known(job_id=state.job_id(ads[0]))
+                self.learn(uid, state.job_id(ads[0]))
             return self._records(files, queued, done)
 
     def _left_the_queue(self, files: Mapping[str, report.PodFiles], queued: Ads) -> tuple[str, ...]:

@@ -20,50 +20,32 @@ How a pod runs:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-import weakref
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
-from vkpy.backend import Capacity, Health, LogOptions, PodRun, PodSpec
+from vkpy.backend import Capacity, Health, LogOptions, PodSpec
 from vkpy.backends.slurm import logs, naming, queue, script, workdir
-from vkpy.backends.slurm.listing import Known, Listing
+from vkpy.backends.slurm.book import Known
+from vkpy.backends.slurm.jobbackend import STOP_MARGIN_SECONDS, JobBackend, transient
+from vkpy.backends.slurm.listing import Listing
 from vkpy.backends.slurm.naming import Layout
 from vkpy.backends.slurm.podlog import PodLog, pod_log
 from vkpy.backends.slurm.queue import JobRecord
 from vkpy.backends.slurm.state import Phase
 from vkpy.config import SlurmConfig
 from vkpy.errors import BackendError, BackendUnavailable, PodRejected
-from vkpy.transport import Completed, Runner
+from vkpy.transport import Runner
 
 logger = logging.getLogger(__name__)
 
-STOP_MARGIN_SECONDS = 10.0  # past the grace period, for the script to record and exit
-# sbatch/scancel messages that say "try again later", not "this pod cannot run".
-TRANSIENT = (
-    "socket timed out",
-    "unable to contact slurm controller",
-    "connection refused",
-    "temporarily unavailable",
-    "try again",
-    "zero bytes were transmitted",
-    "communication connection failure",
-    "not responding",
-    "transport endpoint",
-)
 
-
-def _transient(completed: Completed) -> bool:
-    text = completed.stderr.decode("utf-8", errors="replace").lower()
-    return completed.status in (126, 127) or any(marker in text for marker in TRANSIENT)
-
-
-class SlurmBackend:
+class SlurmBackend(JobBackend):
     """Runs one node's pods as Slurm jobs; see the module docstring."""
 
     kind = "slurm"
+    system = "Slurm"
+    login = "login node"
 
     def __init__(
         self,
@@ -74,62 +56,18 @@ class SlurmBackend:
         clock: Callable[[], float] = time.time,
         poll_seconds: float = 0.5,
     ) -> None:
-        self.runner = runner
-        self.config = config
-        self.node = node_name
-        self.settings = script.Settings.from_config(config, node=node_name)
-        self._clock = clock
-        self._poll = poll_seconds
-        self._layout: Layout | None = None
         self.listing = Listing(runner, node=node_name, accounting=config.accounting)
-        # One lock per pod in use; a pod nobody works on holds none.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-    # ------------------------------------------------------------ lifecycle
-
-    async def start(self) -> None:
-        """Connect and make the node's base directory; an unreachable login node is
-        reported by health() and retried on use, not fatal."""
-        try:
-            await self._ready()
-        except BackendUnavailable as exc:
-            logger.warning("Slurm backend for node %s: %s (retrying on use)", self.node, exc)
-            return
-        logger.info(
-            "Slurm backend for node %s started on %s, work directory %s, runtime %s",
-            self.node,
-            self.runner.target,
-            self.layout.base,
-            self.config.runtime,
+        settings = script.Settings.from_config(config, node=node_name)
+        super().__init__(
+            runner,
+            config,
+            node_name,
+            self.listing,
+            settings,
+            clock=clock,
+            poll_seconds=poll_seconds,
         )
-
-    async def close(self) -> None:
-        logger.info(
-            "Slurm backend for node %s: commands %s, connections opened %d",
-            self.node,
-            dict(self.runner.calls),
-            self.runner.connections_opened,
-        )
-        await self.runner.close()
-
-    @property
-    def layout(self) -> Layout:
-        if self._layout is None:
-            raise BackendUnavailable("the Slurm backend has not reached the login node yet")
-        return self._layout
-
-    async def _ready(self) -> Layout:
-        if self._layout is not None:
-            return self._layout
-        base = f"{self.config.work_dir}/{self.node}"
-        done = await self.runner.run(
-            ["sh", "-c", 'umask 077 && mkdir -p -- "$1" && cd -- "$1" && pwd -P', "sh", base],
-            idempotent=True,
-        )
-        if not done.ok or not done.text.strip():
-            raise BackendUnavailable(f"cannot make the work directory {base}: {done.describe()}")
-        self._layout = Layout(done.text.strip().splitlines()[-1])
-        return self._layout
+        self.config = config
 
     async def health(self) -> Health:
         try:
@@ -151,12 +89,6 @@ class SlurmBackend:
             raise BackendError(f"cannot read the cluster's capacity: {answer.describe()}")
         return queue.parse_sinfo(answer.text, pods=self.config.max_pods)
 
-    def _lock(self, uid: str) -> asyncio.Lock:
-        lock = self._locks.get(uid)
-        if lock is None:
-            lock = self._locks[uid] = asyncio.Lock()
-        return lock
-
     # ------------------------------------------------------------ create
 
     async def create(self, pod: PodSpec) -> None:
@@ -174,7 +106,7 @@ class SlurmBackend:
             await self._stage(submission)
             answer = await self.runner.run(submission.submit)
             if not answer.ok:
-                await self._refused(pod, submission, answer, log)
+                await self._refused(pod, submission.pod_dir, "sbatch", answer, log)
             job_id = answer.text.split()[-1] if answer.text.split() else ""
             if not job_id:
                 raise BackendUnavailable(f"sbatch printed no job id: {answer.describe()}")
@@ -183,27 +115,8 @@ class SlurmBackend:
             "submitted as Slurm job %s in %.0f ms", job_id, (time.monotonic() - started) * 1000
         )
 
-    def _remember(self, pod: PodSpec, job_id: str) -> None:
-        self.listing.remember(pod.uid, job_id, namespace=pod.namespace, name=pod.name)
-
     async def _stage(self, submission: script.Submission) -> None:
         await workdir.stage(self.runner, submission.dirs, submission.files)
-
-    async def _refused(
-        self, pod: PodSpec, submission: script.Submission, answer: Completed, log: PodLog
-    ) -> None:
-        if _transient(answer):
-            raise BackendUnavailable(f"sbatch failed, to be retried: {answer.describe()}")
-        log.warning("sbatch refused the pod: %s", answer.describe())
-        with contextlib.suppress(BackendError):
-            await self.runner.run(["rm", "-rf", "--", submission.pod_dir])
-        stderr = answer.stderr.decode("utf-8", errors="replace").strip()
-        raise PodRejected(f"sbatch refused pod {pod.key}: {stderr or answer.describe()}")
-
-    # ------------------------------------------------------------ list
-
-    async def list(self) -> Mapping[str, PodRun]:
-        return await self.listing.list(await self._ready())
 
     # ------------------------------------------------------------ delete
 
@@ -221,7 +134,6 @@ class SlurmBackend:
             if active:
                 await self._stop(uid, layout, active, grace_seconds, log)
             await self._clean(uid, layout, log)
-            self.listing.forget(uid)
 
     async def _active(self, name: str) -> tuple[JobRecord, ...]:
         answer = await self.runner.run(
@@ -234,7 +146,7 @@ class SlurmBackend:
 
     async def _scancel(self, job_ids: Sequence[str], *flags: str) -> None:
         answer = await self.runner.run(["scancel", *flags, *job_ids], idempotent=True)
-        if not answer.ok and _transient(answer):
+        if not answer.ok and transient(answer):
             raise BackendUnavailable(f"scancel failed: {answer.describe()}")
 
     async def _stop(
@@ -246,14 +158,7 @@ class SlurmBackend:
         if queued:
             await self._scancel(queued)
         if running:
-            try:  # the script's own grace period applies if this cannot be written
-                await self.runner.put(
-                    f"{layout.pod(uid)}/grace", b"%d\n" % max(grace, 0), mode=0o600
-                )
-            except BackendUnavailable:
-                raise
-            except BackendError as exc:
-                log.warning("cannot hand the job its grace period: %s", exc)
+            await self._hand_grace(uid, layout, grace, log)
             log.info("stopping job %s with a grace period of %ds", ",".join(running), grace)
             await self._scancel(running, "--batch", "--signal=TERM")
             if not await self._gone(name, max(grace, 0) + STOP_MARGIN_SECONDS):
@@ -269,26 +174,7 @@ class SlurmBackend:
         log.info("Slurm job is over")
 
     async def _gone(self, name: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        pause = self._poll
-        while True:
-            if not await self._active(name):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 2.0)
-
-    async def _clean(self, uid: str, layout: Layout, log: PodLog) -> None:
-        podman = self.settings.runtime.executable if self.config.runtime == "podman" else None
-        await workdir.remove(
-            self.runner,
-            layout,
-            uid,
-            log,
-            retention_seconds=self.config.work_dir_retention_seconds,
-            podman=podman,
-        )
+        return not await self._wait_gone(lambda: self._active(name), timeout)
 
     # ------------------------------------------------------------ logs
 

@@ -10,15 +10,13 @@ record until Slurm says how the job ended.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from vkpy.backend import PodRun
-from vkpy.backends.slurm import queue, report, workdir
+from vkpy.backends.slurm import queue, report
+from vkpy.backends.slurm.book import LOST_AFTER_SECONDS, Known, PodBook
 from vkpy.backends.slurm.naming import Layout
 from vkpy.backends.slurm.podlog import pod_log
 from vkpy.backends.slurm.queue import JobRecord
@@ -28,73 +26,26 @@ from vkpy.transport import Runner
 
 logger = logging.getLogger(__name__)
 
-LOST_AFTER_SECONDS = 60.0  # a submitted job no record knows of counts as lost after this
-FORGET_DELETED = 10000  # deleted UIDs remembered, so a late listing never revives them
 
-
-@dataclass
-class Known:
-    """What the backend remembers of a pod between listings."""
-
-    job_id: str = ""
-    namespace: str = ""
-    name: str = ""
-    final: PodRun | None = None  # the record once it can no longer change
-    last: PodRun | None = None  # the record the last listing returned
-    missing_since: float | None = None  # when Slurm first had no record of its job
-    without_files: int = 0  # listings in a row that found no status files
-    rechecked: bool = False  # its files were read again after Slurm said the job ended
-
-
-class Listing:
+class Listing(PodBook):
     """The node's pods as the last listing saw them; see the module docstring."""
 
     def __init__(self, runner: Runner, *, node: str, accounting: str) -> None:
-        self.runner = runner
-        self.node = node
+        super().__init__(runner, node=node)
         self.accounting = accounting
-        self.known: dict[str, Known] = {}
-        self.deleted: OrderedDict[str, None] = OrderedDict()
-        self._discovered = False
-        self._lock = asyncio.Lock()
-
-    def remember(self, uid: str, job_id: str, *, namespace: str, name: str) -> None:
-        """A pod create() submitted (or found submitted)."""
-        self.deleted.pop(uid, None)
-        known = self.known.setdefault(uid, Known())
-        known.job_id, known.namespace, known.name = job_id, namespace, name
-
-    def forget(self, uid: str) -> None:
-        """A pod delete() removed: later listings never report it again."""
-        self.known.pop(uid, None)
-        self.deleted[uid] = None
-        while len(self.deleted) > FORGET_DELETED:
-            self.deleted.popitem(last=False)
 
     async def list(self, layout: Layout) -> dict[str, PodRun]:
         """Every pod of the node: one read of the status files, one squeue, one sacct."""
         async with self._lock:
-            files = await self._read_files(layout)
+            files = await self.read_files(layout)
             listing = await self.runner.run(queue.squeue_argv(), idempotent=True)
             if not listing.ok:
                 raise BackendUnavailable(f"squeue failed: {listing.describe()}")
             jobs = queue.parse_squeue(listing.text, self.node)
-            for uid in jobs:
-                if uid not in self.known and uid not in self.deleted:
-                    self.known[uid] = Known(job_id=jobs[uid].job_id)  # its files come next
+            for uid, job in jobs.items():
+                self.learn(uid, job.job_id)
             left = await self._accounting(files, jobs)
             return self._records(files, jobs, left)
-
-    async def _read_files(self, layout: Layout) -> dict[str, report.PodFiles]:
-        if not self._discovered:
-            files = await workdir.read_status(self.runner, layout, None)
-            for uid in files:
-                if uid not in self.deleted:
-                    self.known.setdefault(uid, Known())
-            self._discovered = True
-            return files
-        pending = [uid for uid, known in self.known.items() if known.final is None]
-        return await workdir.read_status(self.runner, layout, pending)
 
     async def _accounting(
         self, files: Mapping[str, report.PodFiles], jobs: Mapping[str, JobRecord]
