@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from vkpy.backend import Container, EnvVar, File, Mount, PodSpec, Resources, Volume
-from vkpy.backends.slurm import report
+from vkpy.backends.slurm import report, workdir
 from vkpy.backends.slurm.naming import Layout
 from vkpy.backends.slurm.runtime import RuntimeOptions
-from vkpy.backends.slurm.script import Settings, Submission, render
+from vkpy.backends.slurm.script import Settings, StagedFile, Submission, render
 from vkpy.errors import PodRejected
 from vkpy.testing.contract import HOSTILE_VALUES
 
@@ -83,13 +83,11 @@ def pod_spec(*containers: Container, **fields: object) -> PodSpec:
 
 
 def stage(submission: Submission) -> Path:
-    """What create() does over SFTP, done locally."""
-    for path, mode in submission.dirs:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        Path(path).chmod(mode)
-    for file in submission.files:
-        Path(file.path).write_bytes(file.data)
-        Path(file.path).chmod(file.mode)
+    """What create() does on the login node (one tar extraction), done locally."""
+    root = workdir.staging_root(submission.dirs)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    data = workdir.archive(root, submission.dirs, submission.files, mtime=0)
+    subprocess.run(workdir.extract_argv(root), input=data, check=True)
     return Path(submission.pod_dir)
 
 
@@ -457,7 +455,19 @@ def test_staged_modes_on_disk(tmp_path, fake_runtime):
     submission = render(
         pod, layout=Layout(str(tmp_path / "base")), settings=settings(fake_runtime), now=0
     )
-    directory = stage(submission)
+    previous = os.umask(0o022)  # a login shell's usual umask must not widen anything
+    try:
+        directory = stage(submission)
+    finally:
+        os.umask(previous)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE((directory / "volumes" / "s" / "k").stat().st_mode) == 0o600
     assert stat.S_IMODE((directory / "spec" / "main.env").stat().st_mode) == 0o600
+
+
+def test_nothing_is_staged_outside_the_work_directory(tmp_path):
+    outside = [StagedFile(str(tmp_path / "other" / "x"), b"x")]
+    with pytest.raises(PodRejected):
+        workdir.archive(
+            str(tmp_path / "base"), [(str(tmp_path / "base" / "p"), 0o700)], outside, mtime=0
+        )

@@ -5,8 +5,11 @@ the same job script in the same layout (`naming`) and uses these too.
 
 from __future__ import annotations
 
-import asyncio
+import io
 import math
+import posixpath
+import tarfile
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from vkpy.backend import LogOptions
@@ -18,16 +21,56 @@ from vkpy.errors import BackendUnavailable, PodNotFound, PodRejected
 from vkpy.transport import Runner
 
 
+def archive(
+    root: str, dirs: Sequence[tuple[str, int]], files: Sequence[StagedFile], *, mtime: float
+) -> bytes:
+    """A tar archive of the work directory, paths relative to ``root``, each entry with
+    its exact mode: directories first, shallowest first, then the files. Pure."""
+
+    def member(path: str) -> str:
+        relative = posixpath.relpath(path, root)
+        if relative == "." or relative.startswith("../") or relative == "..":
+            raise PodRejected(f"{path} is not under the work directory {root}")
+        return relative
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, mode in sorted(dirs, key=lambda d: d[0].count("/")):
+            entry = tarfile.TarInfo(member(path))
+            entry.type, entry.mode, entry.mtime = tarfile.DIRTYPE, mode, mtime
+            tar.addfile(entry)
+        for staged in files:
+            entry = tarfile.TarInfo(member(staged.path))
+            entry.size, entry.mode, entry.mtime = len(staged.data), staged.mode, mtime
+            tar.addfile(entry, io.BytesIO(staged.data))
+    return buffer.getvalue()
+
+
+def staging_root(dirs: Sequence[tuple[str, int]]) -> str:
+    """The directory the archive is extracted in: the parent of the shallowest one."""
+    if not dirs:
+        raise PodRejected("nothing to stage: no work directory")
+    return posixpath.dirname(min((d[0] for d in dirs), key=lambda p: p.count("/")))
+
+
+def extract_argv(root: str) -> list[str]:
+    """Extract the archive on stdin under ``root`` with its recorded modes."""
+    return ["tar", "-x", "-p", "--no-same-owner", "-f", "-", "-C", root]
+
+
 async def stage(
     runner: Runner, dirs: Sequence[tuple[str, int]], files: Sequence[StagedFile]
 ) -> None:
-    """The work directory: directories level by level, then every file at once."""
-    by_depth: dict[int, list[tuple[str, int]]] = {}
-    for path, mode in dirs:
-        by_depth.setdefault(path.count("/"), []).append((path, mode))
-    for depth in sorted(by_depth):
-        await asyncio.gather(*(runner.mkdir(p, mode=m) for p, m in by_depth[depth]))
-    await asyncio.gather(*(runner.put(f.path, f.data, mode=f.mode) for f in files))
+    """The work directory in one command: a tar archive on stdin, extracted with its
+    modes (directories 0700, secrets 0600) whatever the login shell's umask. One command
+    per pod, where a file at a time over SFTP was a dozen round trips."""
+    root = staging_root(dirs)
+    data = archive(root, dirs, files, mtime=time.time())
+    answer = await runner.run(extract_argv(root), stdin=data, idempotent=True)
+    if not answer.ok:
+        raise BackendUnavailable(
+            f"cannot write the work directory under {root}: {answer.describe()}"
+        )
 
 
 async def read_status(
