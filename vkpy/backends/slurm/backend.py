@@ -4,7 +4,7 @@ How a pod runs:
 
 - ``create`` renders the pod (`script`), checks that it has no job yet (its work
   directory's ``status/_jobid``, else the queue by job name), stages the work directory
-  over the runner (SFTP: directories 0700, secrets 0600), and submits the job in one
+  over the runner (one tar extraction: directories 0700, secrets 0600), and submits the job in one
   remote command that also records the job id; a retried create finds that id and
   never submits twice.
 - ``list`` reads the status files of every pod not yet finished in one command, the
