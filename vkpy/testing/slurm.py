@@ -150,19 +150,23 @@ def up(
     jobcomp = slurm / "jobcomp.log"
     jobcomp.touch()
     os.chown(jobcomp, login_uid, login_gid)
-    start_controller(supervisor, conf, ports)
+    start_controller(supervisor, conf, ports, wait_for_node=False)  # slurmd comes next
     supervisor.start("slurmd", ["slurmd", "-D", "-f", str(conf)], env=_slurm_env(conf))
     supervisor.wait_until("slurmd", lambda: node_idle(conf), what="idle node")
     return Slurm(conf=conf)
 
 
-def start_controller(supervisor: Supervisor, conf: Path, ports: SlurmPorts) -> None:
-    """Start slurmctld (a no-op when it runs) and wait until it takes connections and
-    knows the node again. Tests stop it with ``supervisor.stop("slurmctld")`` and call
-    this to restart it: its state is saved, so queued and running jobs survive."""
+def start_controller(
+    supervisor: Supervisor, conf: Path, ports: SlurmPorts, *, wait_for_node: bool = True
+) -> None:
+    """Start slurmctld (a no-op when it runs) and wait until it takes connections and,
+    with ``wait_for_node``, knows the running slurmd's node again. Tests stop it with
+    ``supervisor.stop("slurmctld")`` and call this to restart it: its state is saved, so
+    queued and running jobs survive."""
     supervisor.start("slurmctld", ["slurmctld", "-D", "-f", str(conf)], env=_slurm_env(conf))
     supervisor.wait_until("slurmctld", lambda: port_open(ports.slurmctld), what="port")
-    supervisor.wait_until("slurmctld", lambda: node_idle(conf), what="node known")
+    if wait_for_node:
+        supervisor.wait_until("slurmctld", lambda: node_idle(conf), what="node known")
 
 
 def down(supervisor: Supervisor) -> None:
