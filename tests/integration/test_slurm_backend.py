@@ -61,6 +61,22 @@ async def backend(login_user: Endpoints) -> AsyncIterator[SlurmBackend]:
         yield started
 
 
+@pytest.fixture(scope="module", autouse=True)
+async def time_limited(login_user: Endpoints) -> AsyncIterator[tuple[SlurmBackend, PodSpec]]:
+    """A pod under Slurm's own one-minute time limit, submitted when the module starts
+    so that the minute passes while the other tests run (the last test checks it)."""
+    spec = pod(
+        "timelimit",
+        shell("main", "sleep 300"),
+        annotations={"slurm.vkpy.io/flags": "--time=1"},
+    )
+    async with backend_on_testbed(
+        login_user.ssh, login_user.slurm, node_name=node_name("slurm-timelimit")
+    ) as started:
+        await started.create(spec)
+        yield started, spec
+
+
 def shell(name: str, script: str, **fields: Any) -> Container:
     return Container(name=name, image=IMAGE, command=("sh", "-c", script), **fields)
 
@@ -206,23 +222,6 @@ async def test_active_deadline_ends_the_pod(backend: SlurmBackend) -> None:
     assert run.reason == "DeadlineExceeded"
     main = states(run)["main"]
     assert main.reason == "DeadlineExceeded" and main.exit_code in (137, 143)
-
-
-async def test_slurm_time_limit_is_deadline_exceeded(backend: SlurmBackend) -> None:
-    """Slurm's own TIMEOUT (a --time flag, no activeDeadlineSeconds): Slurm checks time
-    limits every 30 s and the shortest limit is a minute, so this takes 60-100 s."""
-    spec = pod(
-        "timelimit",
-        shell("main", "sleep 300"),
-        annotations={"slurm.vkpy.io/flags": "--time=1"},
-    )
-    await backend.create(spec)
-    run = await wait_for(backend, spec.uid, ended, "Slurm's time limit", timeout=180)
-    assert run is not None
-    assert run.reason == "DeadlineExceeded"
-    assert states(run)["main"].reason == "DeadlineExceeded"
-    job = await remote(backend, queue.squeue_argv(names=[f"vkpy_{backend.node}_{spec.uid}"]))
-    assert queue.parse_squeue(job, backend.node)[spec.uid].state.value == "TIMEOUT"
 
 
 async def test_delete_stops_running_and_queued_jobs(backend: SlurmBackend) -> None:
@@ -464,3 +463,18 @@ async def test_deleted_work_directories_can_be_kept(login_user: Endpoints) -> No
         assert (await remote(backend, ["cat", f"{kept}/logs/main.0.log"])) == "kept\n"
         assert spec.uid not in await backend.list()
         await remote(backend, ["rm", "-rf", "--", backend.layout.trash])
+
+
+async def test_slurm_time_limit_is_deadline_exceeded(
+    time_limited: tuple[SlurmBackend, PodSpec],
+) -> None:
+    """Slurm's own TIMEOUT (a --time flag, no activeDeadlineSeconds): Slurm checks time
+    limits every 30 s and the shortest limit is a minute, so the pod was submitted when
+    the module started and this test, the module's last, only waits for what is left."""
+    backend, spec = time_limited
+    run = await wait_for(backend, spec.uid, ended, "Slurm's time limit", timeout=180)
+    assert run is not None
+    assert run.reason == "DeadlineExceeded"
+    assert states(run)["main"].reason == "DeadlineExceeded"
+    job = await remote(backend, queue.squeue_argv(names=[f"vkpy_{backend.node}_{spec.uid}"]))
+    assert queue.parse_squeue(job, backend.node)[spec.uid].state.value == "TIMEOUT"
