@@ -40,7 +40,7 @@ from vkpy.transport import SshRunner
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 90.0
-PODS_AT_ONCE = int(os.environ.get("VKPY_SLURM_PODS", "24"))
+PODS_AT_ONCE = int(os.environ.get("VKPY_SLURM_PODS", "100"))
 
 
 @pytest.fixture(scope="module")
