@@ -1,7 +1,17 @@
 import pytest
 
+from vkpy.testing.rootless import prepare_login_user
+from vkpy.testing.testbed import Endpoints
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="module")
+def login_user(testbed: Endpoints) -> Endpoints:
+    """The testbed, with its login user's rootless Podman ready to run job containers."""
+    prepare_login_user(testbed.ssh.user)
+    return testbed

@@ -20,7 +20,6 @@ from vkpy.backends.slurm.naming import JOB_PREFIX
 from vkpy.kube.client import Kube
 from vkpy.testing import slurm, sshd
 from vkpy.testing.processes import Supervisor
-from vkpy.testing.rootless import prepare_login_user
 from vkpy.testing.slurm_config import ssh_section
 
 from .helpers import (
@@ -44,12 +43,6 @@ ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUE
 @pytest.fixture
 async def kube(kube_api: ApiClient) -> Kube:
     return Kube(kube_api)
-
-
-@pytest.fixture(scope="module")
-def login_user(testbed):
-    prepare_login_user(testbed.ssh.user)
-    return testbed
 
 
 def submissions(agent: AgentProcess) -> dict[str, list[str]]:

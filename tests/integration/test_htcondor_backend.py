@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,10 +15,9 @@ import pytest
 from vkpy.backend import EnvVar, File, LogOptions, Mount, PodRun, Running, Terminated, Volume
 from vkpy.backends.htcondor import HTCondorBackend, queue
 from vkpy.testing.htcondor_config import htcondor_on_testbed
-from vkpy.testing.rootless import prepare_login_user
 from vkpy.testing.testbed import Endpoints
 
-from .test_slurm_backend import ended, logs, pod, remote, running, shell, states, wait_for
+from .jobs import ended, logs, node_name, pod, remote, running, shell, states, wait_for
 
 PODS_AT_ONCE = int(os.environ.get("VKPY_HTCONDOR_PODS", "100"))
 HOSTILE = [
@@ -32,16 +30,6 @@ HOSTILE = [
     "  spaced  ",
     "\\back\\slash",
 ]
-
-
-@pytest.fixture(scope="module")
-def login_user(testbed: Endpoints) -> Endpoints:
-    prepare_login_user(testbed.ssh.user)
-    return testbed
-
-
-def node_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture

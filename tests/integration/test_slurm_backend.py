@@ -8,15 +8,12 @@ import os
 import signal
 import subprocess
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from vkpy.backend import (
-    Container,
     EnvVar,
     File,
     LogOptions,
@@ -24,33 +21,31 @@ from vkpy.backend import (
     PodRun,
     PodSpec,
     Running,
-    Terminated,
     Volume,
     Waiting,
 )
 from vkpy.backends.slurm import SlurmBackend, queue
 from vkpy.errors import BackendUnavailable
-from vkpy.testing.podman import IMAGE
 from vkpy.testing.processes import port_open
-from vkpy.testing.rootless import prepare_login_user
 from vkpy.testing.slurm_config import backend_on_testbed
 from vkpy.testing.sshd import session_pids
 from vkpy.testing.testbed import Endpoints
 from vkpy.transport import SshRunner
 
+from .jobs import (
+    ended,
+    logs,
+    node_name,
+    pod,
+    remote,
+    running,
+    shell,
+    states,
+    wait_for,
+)
+
 REPO = Path(__file__).resolve().parents[2]
-TIMEOUT = 90.0
 PODS_AT_ONCE = int(os.environ.get("VKPY_SLURM_PODS", "100"))
-
-
-@pytest.fixture(scope="module")
-def login_user(testbed: Endpoints) -> Endpoints:
-    prepare_login_user(testbed.ssh.user)
-    return testbed
-
-
-def node_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
@@ -75,65 +70,6 @@ async def time_limited(login_user: Endpoints) -> AsyncIterator[tuple[SlurmBacken
     ) as started:
         await started.create(spec)
         yield started, spec
-
-
-def shell(name: str, script: str, **fields: Any) -> Container:
-    return Container(name=name, image=IMAGE, command=("sh", "-c", script), **fields)
-
-
-def pod(name: str, *containers: Container, **fields: Any) -> PodSpec:
-    values: dict[str, Any] = {
-        "uid": str(uuid.uuid4()),
-        "namespace": "slurm-tests",
-        "name": name,
-        "containers": containers,
-        "restart_policy": "Never",
-        "termination_grace_period_seconds": 2,
-        **fields,
-    }
-    return PodSpec(**values)
-
-
-async def wait_for(
-    backend: SlurmBackend,
-    uid: str,
-    predicate: Callable[[PodRun | None], bool],
-    what: str,
-    timeout: float = TIMEOUT,
-) -> PodRun | None:
-    deadline = time.monotonic() + timeout
-    run: PodRun | None = None
-    while time.monotonic() < deadline:
-        run = (await backend.list()).get(uid)
-        if predicate(run):
-            return run
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last record: {run}")
-
-
-def ended(run: PodRun | None) -> bool:
-    return run is not None and all(isinstance(c.state, Terminated) for c in run.containers)
-
-
-def running(name: str) -> Callable[[PodRun | None], bool]:
-    return lambda run: (
-        run is not None
-        and any(c.name == name and isinstance(c.state, Running) for c in run.containers)
-    )
-
-
-def states(run: PodRun) -> dict[str, Any]:
-    return {c.name: c.state for c in (*run.init_containers, *run.containers)}
-
-
-async def logs(backend: SlurmBackend, uid: str, container: str) -> bytes:
-    return b"".join([chunk async for chunk in backend.logs(uid, container, LogOptions())])
-
-
-async def remote(backend: SlurmBackend, argv: Sequence[str]) -> str:
-    done = await backend.runner.run(argv)
-    assert done.ok, done.describe()
-    return done.text
 
 
 # ---------------------------------------------------------------- a pod's life

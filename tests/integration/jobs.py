@@ -1,0 +1,79 @@
+"""Helpers for the tests of the job backends (Slurm, HTCondor): pods of shell
+containers, waiting on list(), reading logs, running commands on the login node."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from vkpy.backend import Container, LogOptions, PodRun, PodSpec, Running, Terminated
+from vkpy.backends.slurm.jobbackend import JobBackend
+from vkpy.testing.podman import IMAGE
+
+TIMEOUT = 90.0
+
+
+def node_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def shell(name: str, script: str, **fields: Any) -> Container:
+    return Container(name=name, image=IMAGE, command=("sh", "-c", script), **fields)
+
+
+def pod(name: str, *containers: Container, **fields: Any) -> PodSpec:
+    values: dict[str, Any] = {
+        "uid": str(uuid.uuid4()),
+        "namespace": "slurm-tests",
+        "name": name,
+        "containers": containers,
+        "restart_policy": "Never",
+        "termination_grace_period_seconds": 2,
+        **fields,
+    }
+    return PodSpec(**values)
+
+
+async def wait_for(
+    backend: JobBackend,
+    uid: str,
+    predicate: Callable[[PodRun | None], bool],
+    what: str,
+    timeout: float = TIMEOUT,
+) -> PodRun | None:
+    deadline = time.monotonic() + timeout
+    run: PodRun | None = None
+    while time.monotonic() < deadline:
+        run = (await backend.list()).get(uid)
+        if predicate(run):
+            return run
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last record: {run}")
+
+
+def ended(run: PodRun | None) -> bool:
+    return run is not None and all(isinstance(c.state, Terminated) for c in run.containers)
+
+
+def running(name: str) -> Callable[[PodRun | None], bool]:
+    return lambda run: (
+        run is not None
+        and any(c.name == name and isinstance(c.state, Running) for c in run.containers)
+    )
+
+
+def states(run: PodRun) -> dict[str, Any]:
+    return {c.name: c.state for c in (*run.init_containers, *run.containers)}
+
+
+async def logs(backend: JobBackend, uid: str, container: str) -> bytes:
+    return b"".join([chunk async for chunk in backend.logs(uid, container, LogOptions())])
+
+
+async def remote(backend: JobBackend, argv: Sequence[str]) -> str:
+    done = await backend.runner.run(argv)
+    assert done.ok, done.describe()
+    return done.text
