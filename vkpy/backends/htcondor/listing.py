@@ -25,9 +25,8 @@ from vkpy.backend import PodRun
 from vkpy.backends.htcondor import queue, state
 from vkpy.backends.htcondor.state import JobState
 from vkpy.backends.slurm import report
-from vkpy.backends.slurm.book import LOST_AFTER_SECONDS, Known, PodBook
+from vkpy.backends.slurm.book import Known, PodBook
 from vkpy.backends.slurm.naming import Layout
-from vkpy.backends.slurm.podlog import pod_log
 from vkpy.backends.slurm.state import Phase
 from vkpy.errors import BackendUnavailable
 from vkpy.transport import Runner
@@ -79,34 +78,17 @@ class Listing(PodBook):
     def _records(
         self, files: Mapping[str, report.PodFiles], queued: Ads, done: Ads
     ) -> dict[str, PodRun]:
-        runs: dict[str, PodRun] = {}
-        vanished = []
-        for uid, known in self.known.items():
-            if known.final is not None:
-                runs[uid] = known.final
-                continue
-            found = files.get(uid)
-            if found is None:
-                known.without_files += 1
-                if known.without_files > 1 and uid not in queued:
-                    vanished.append(uid)
-                continue
-            known.without_files = 0
-            job = _job(found.job_id, queued.get(uid, ()), done.get(uid, ()))
-            run = self._record(uid, known, found, job)
-            if run is not None:
-                runs[uid] = run
-        for uid in vanished:
-            logger.warning("pod uid %s: its work directory is gone; forgetting it", uid)
-            del self.known[uid]
-        return runs
+        return self.collect(
+            files,
+            queued,
+            lambda uid, known, found: self._record(
+                uid, known, found, _job(found.job_id, queued.get(uid, ()), done.get(uid, ()))
+            ),
+        )
 
     def _record(
         self, uid: str, known: Known, found: report.PodFiles, job: JobState | None
     ) -> PodRun | None:
-        if found.meta is not None:
-            known.namespace, known.name = found.meta.namespace, found.meta.name
-        known.job_id = found.job_id or known.job_id
         if self.transfer:
             found = _from_the_queue(found, job)
         events = report.job_events(found.job)
@@ -116,29 +98,8 @@ class Listing(PodBook):
             known.rechecked = True
             if known.last is not None:
                 return known.last
-        view = _view(found, job, lost=self._lost(uid, known, found, job))
-        run = report.pod_run(uid, found, view)
-        if run is None:
-            return None
-        known.last = run
-        if report.finished(run, view):
-            known.final = run
-        return run
-
-    def _lost(self, uid: str, known: Known, found: report.PodFiles, job: JobState | None) -> bool:
-        """Whether a submitted job neither condor_q nor condor_history knows has been
-        missing long enough."""
-        if job is not None or not found.job_id or report.job_events(found.job).ended:
-            known.missing_since = None
-            return False
-        now = time.monotonic()
-        known.missing_since = known.missing_since or now
-        if now - known.missing_since <= LOST_AFTER_SECONDS:
-            return False
-        pod_log(uid, known.namespace, known.name, found.job_id).warning(
-            "HTCondor has no record of job %s: reporting its containers lost", found.job_id
-        )
-        return True
+        lost = self.lost(uid, known, found, on_record=job is not None, system=SYSTEM)
+        return self.conclude(uid, known, found, _view(found, job, lost=lost))
 
 
 def _job(

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
 from vkpy.backend import PodRun
 from vkpy.backends.slurm import report, workdir
 from vkpy.backends.slurm.naming import Layout
+from vkpy.backends.slurm.podlog import pod_log
 from vkpy.transport import Runner
+
+logger = logging.getLogger(__name__)
 
 LOST_AFTER_SECONDS = 60.0  # a submitted job no record knows of counts as lost after this
 FORGET_DELETED = 10000  # deleted UIDs remembered, so a late listing never revives them
@@ -77,6 +82,73 @@ class PodBook(abc.ABC):
             return files
         pending = [uid for uid, known in self.known.items() if known.final is None]
         return await workdir.read_status(self.runner, layout, pending)
+
+    def collect(
+        self,
+        files: Mapping[str, report.PodFiles],
+        queued: Container[str],
+        record: Callable[[str, Known, report.PodFiles], PodRun | None],
+    ) -> dict[str, PodRun]:
+        """Every known pod's record: kept if final, else ``record`` over its files. A
+        pod whose files stay missing and whose job is not ``queued`` is forgotten."""
+        runs: dict[str, PodRun] = {}
+        vanished = []
+        for uid, known in self.known.items():
+            if uid in self.deleted:
+                continue
+            if known.final is not None:
+                runs[uid] = known.final
+                continue
+            found = files.get(uid)
+            if found is None:
+                # No files yet (a job just found in the queue), or none any more.
+                known.without_files += 1
+                if known.without_files > 1 and uid not in queued:
+                    vanished.append(uid)
+                continue
+            known.without_files = 0
+            if found.meta is not None:
+                known.namespace, known.name = found.meta.namespace, found.meta.name
+            known.job_id = found.job_id or known.job_id
+            run = record(uid, known, found)
+            if run is not None:
+                runs[uid] = run
+        for uid in vanished:
+            logger.warning("pod uid %s: its work directory is gone; forgetting it", uid)
+            del self.known[uid]
+        return runs
+
+    @staticmethod
+    def conclude(
+        uid: str, known: Known, found: report.PodFiles, view: report.JobView
+    ) -> PodRun | None:
+        """The pod's record from its files and job; remembered, and kept for good once
+        it can no longer change."""
+        run = report.pod_run(uid, found, view)
+        if run is None:
+            return None
+        known.last = run
+        if report.finished(run, view):
+            known.final = run
+        return run
+
+    @staticmethod
+    def lost(
+        uid: str, known: Known, found: report.PodFiles, *, on_record: bool, system: str
+    ) -> bool:
+        """Whether a submitted job the batch system has no record of (``on_record``
+        False) has been missing long enough to report its containers lost."""
+        if on_record or not found.job_id or report.job_events(found.job).ended:
+            known.missing_since = None
+            return False
+        now = time.monotonic()
+        known.missing_since = known.missing_since or now
+        if now - known.missing_since <= LOST_AFTER_SECONDS:
+            return False
+        pod_log(uid, known.namespace, known.name, found.job_id).warning(
+            "%s has no record of job %s: reporting its containers lost", system, found.job_id
+        )
+        return True
 
     @abc.abstractmethod
     async def list(self, layout: Layout) -> Mapping[str, PodRun]:

@@ -11,14 +11,12 @@ record until Slurm says how the job ended.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 
 from vkpy.backend import PodRun
 from vkpy.backends.slurm import queue, report
-from vkpy.backends.slurm.book import LOST_AFTER_SECONDS, Known, PodBook
+from vkpy.backends.slurm.book import Known, PodBook
 from vkpy.backends.slurm.naming import Layout
-from vkpy.backends.slurm.podlog import pod_log
 from vkpy.backends.slurm.queue import JobRecord
 from vkpy.backends.slurm.state import JobState
 from vkpy.errors import BackendUnavailable
@@ -77,36 +75,17 @@ class Listing(PodBook):
         jobs: Mapping[str, JobRecord],
         left: Mapping[str, JobRecord],
     ) -> dict[str, PodRun]:
-        runs: dict[str, PodRun] = {}
-        vanished = []
-        for uid, known in self.known.items():
-            if uid in self.deleted:
-                continue
-            if known.final is not None:
-                runs[uid] = known.final
-                continue
-            found = files.get(uid)
-            if found is None:
-                # No files yet (a job just found in the queue), or none any more.
-                known.without_files += 1
-                if known.without_files > 1 and uid not in jobs:
-                    vanished.append(uid)
-                continue
-            known.without_files = 0
-            run = self._record(uid, known, found, _slurm_record(found, jobs.get(uid), left))
-            if run is not None:
-                runs[uid] = run
-        for uid in vanished:
-            logger.warning("pod uid %s: its work directory is gone; forgetting it", uid)
-            del self.known[uid]
-        return runs
+        return self.collect(
+            files,
+            jobs,
+            lambda uid, known, found: self._record(
+                uid, known, found, _slurm_record(found, jobs.get(uid), left)
+            ),
+        )
 
     def _record(
         self, uid: str, known: Known, found: report.PodFiles, record: JobRecord | None
     ) -> PodRun | None:
-        if found.meta is not None:
-            known.namespace, known.name = found.meta.namespace, found.meta.name
-        known.job_id = found.job_id or known.job_id
         state = record.state if record is not None else None
         if known.last is not None and report.settling(found, state):
             return known.last  # held until Slurm says how the job ended
@@ -122,31 +101,9 @@ class Listing(PodBook):
             state,
             reason=record.reason if record else "",
             exit_code=record.exit_code if record else None,
-            lost=self._lost(uid, known, found, record),
+            lost=self.lost(uid, known, found, on_record=record is not None, system="Slurm"),
         )
-        run = report.pod_run(uid, found, view)
-        if run is None:
-            return None
-        known.last = run
-        if report.finished(run, view):
-            known.final = run
-        return run
-
-    def _lost(
-        self, uid: str, known: Known, found: report.PodFiles, record: JobRecord | None
-    ) -> bool:
-        """Whether a submitted job no record knows of has been missing long enough."""
-        if record is not None or not found.job_id or report.job_events(found.job).ended:
-            known.missing_since = None
-            return False
-        now = time.monotonic()
-        known.missing_since = known.missing_since or now
-        if now - known.missing_since <= LOST_AFTER_SECONDS:
-            return False
-        pod_log(uid, known.namespace, known.name, found.job_id).warning(
-            "Slurm has no record of job %s: reporting its containers lost", found.job_id
-        )
-        return True
+        return self.conclude(uid, known, found, view)
 
 
 def _ended_unseen(state: JobState | None, found: report.PodFiles) -> bool:
