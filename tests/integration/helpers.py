@@ -17,6 +17,8 @@ import yaml
 
 from vkpy.kube.client import Kube
 
+REPO = Path(__file__).resolve().parents[2]
+
 JSON = dict[str, Any]
 
 
@@ -148,9 +150,11 @@ async def node_ready(kube: Kube, name: str) -> bool:
 
 
 def kubectl(testbed: Any, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """kubectl as the cluster admin, from the repository's root (paths in args are
+    relative to it)."""
     env = {**os.environ, "KUBECONFIG": str(testbed.cluster.admin_kubeconfig)}
     return subprocess.run(
-        ["kubectl", *args], env=env, capture_output=True, text=True, timeout=timeout
+        ["kubectl", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO
     )
 
 

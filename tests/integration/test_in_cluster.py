@@ -37,20 +37,13 @@ from kubernetes_asyncio.client import ApiClient
 from vkpy.errors import KubeApiError
 from vkpy.kube.client import Kube
 
-from .helpers import events_for, eventually, pod_for, pod_phase
+from .helpers import events_for, eventually, kubectl, pod_for, pod_phase
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = "system:serviceaccount:vkpy:vkpy"
 # How a refused API call shows in the agent's log: the apiserver's message for a 403
 # always says "forbidden", KubeApiError prints the status after a colon.
 REFUSED = re.compile(r"forbidden|unauthorized|: 40[13]\b", re.IGNORECASE)
-
-
-def kubectl(testbed, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(testbed.cluster.admin_kubeconfig)}
-    return subprocess.run(
-        ["kubectl", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
 
 
 async def akubectl(testbed, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -68,24 +61,8 @@ async def kube(kube_api: ApiClient) -> Kube:
     return Kube(kube_api)
 
 
-@pytest.fixture(scope="module")
-def service_account(testbed) -> None:
-    """The namespace, ServiceAccount and RBAC, applied for real (idempotent; they stay)."""
-    applied = kubectl(
-        testbed,
-        "apply",
-        "-f",
-        "manifests/namespace.yaml",
-        "-f",
-        "manifests/serviceaccount.yaml",
-        "-f",
-        "manifests/rbac.yaml",
-    )
-    assert applied.returncode == 0, applied.stderr
-
-
 @pytest.fixture
-def account_dir(testbed, service_account, tmp_path) -> Path:
+def account_dir(testbed, agent_account, tmp_path) -> Path:
     """What Kubernetes mounts at /var/run/secrets/kubernetes.io/serviceaccount."""
     token = kubectl(testbed, "create", "token", "vkpy", "-n", "vkpy", "--duration=1h")
     assert token.returncode == 0, token.stderr

@@ -7,7 +7,6 @@ RBAC grants what the agent uses and nothing it does not. The agent running under
 account is in test_in_cluster.py.
 """
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,35 +17,14 @@ import yaml
 from vkpy.config import load
 from vkpy.errors import ConfigError
 
+from .helpers import kubectl
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 FILES = sorted(p for p in MANIFESTS.glob("*.yaml") if p.name != "kustomization.yaml")
 OVERLAYS = sorted(p.parent for p in (ROOT / "examples/deploy").glob("*/kustomization.yaml"))
 AGENT = "system:serviceaccount:vkpy:vkpy"
 CONFIG = "/etc/vkpy/config.yaml"
-
-
-def kubectl(testbed, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(testbed.cluster.admin_kubeconfig)}
-    return subprocess.run(
-        ["kubectl", *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
-    )
-
-
-@pytest.fixture(scope="module")
-def agent_account(testbed) -> None:
-    """The namespace, ServiceAccount and RBAC, applied for real (idempotent; they stay)."""
-    applied = kubectl(
-        testbed,
-        "apply",
-        "-f",
-        "manifests/namespace.yaml",
-        "-f",
-        "manifests/serviceaccount.yaml",
-        "-f",
-        "manifests/rbac.yaml",
-    )
-    assert applied.returncode == 0, applied.stderr
 
 
 def test_there_is_something_to_check():
