@@ -9,7 +9,7 @@ containers under the user's rootless Podman. No HTCondor pool runs here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import yaml
 
 from vkpy.backends.htcondor import HTCondorBackend, build_htcondor_backend, queue
 from vkpy.config import HTCondorConfig
+from vkpy.testing.jobnode import started_node
 from vkpy.testing.slurm_config import ssh_section
 from vkpy.testing.sshd import Ssh
 
@@ -63,37 +64,15 @@ def write_htcondor_agent_config(path: Path, ssh: Ssh) -> Path:
     return path
 
 
-@contextlib.asynccontextmanager
-async def htcondor_on_testbed(
+def htcondor_on_testbed(
     ssh: Ssh, *, node_name: str, overrides: Mapping[str, Any] | None = None
-) -> AsyncIterator[HTCondorBackend]:
-    """A started `HTCondorBackend` on the testbed for a node of its own; on the way out
-    it deletes every pod it still holds and fails if a job or a work directory of the
-    node is left behind."""
+) -> contextlib.AbstractAsyncContextManager[HTCondorBackend]:
+    """A started `HTCondorBackend` on the testbed for a node of its own (`started_node`)."""
     config = HTCondorConfig.model_validate(htcondor_backend_config(ssh, overrides))
-    backend = build_htcondor_backend(config, node_name=node_name)
-    await backend.start()
-    try:
-        yield backend
-    finally:
-        try:
-            for uid in await backend.list():
-                await backend.delete(uid, grace_seconds=0)
-            left = await leftovers(backend)
-            if not left:
-                await backend.runner.run(["rmdir", "--", backend.layout.base])
-        finally:
-            await backend.close()
-    if left:
-        raise AssertionError(f"node {node_name} left behind: {left}")
+    return started_node(build_htcondor_backend(config, node_name=node_name), queued_jobs)
 
 
-async def leftovers(backend: HTCondorBackend) -> list[str]:
-    """Queued jobs and work directories of the backend's node (empty when clean)."""
+async def queued_jobs(backend: HTCondorBackend) -> list[str]:
+    """The node's jobs still in the queue."""
     ads = queue.parse_ads((await backend.runner.run(queue.condor_q_argv(backend.node))).text)
-    found = [f"job {ad['ClusterId']} (pod uid {ad.get('VkpyPodUID')})" for ad in ads]
-    listing = await backend.runner.run(
-        ["find", backend.layout.base, "-mindepth", "1", "-maxdepth", "1", "-name", "[!.]*"]
-    )
-    found += [f"work directory {line}" for line in listing.text.split()]
-    return found
+    return [f"job {ad['ClusterId']} (pod uid {ad.get('VkpyPodUID')})" for ad in ads]

@@ -9,7 +9,7 @@ Apptainer); `vkpy.testing.rootless.prepare_login_user` makes that work.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import yaml
 
 from vkpy.backends.slurm import SlurmBackend, build_slurm_backend, queue
 from vkpy.config import SlurmConfig
+from vkpy.testing.jobnode import started_node
 from vkpy.testing.slurm import Slurm
 from vkpy.testing.sshd import Ssh
 
@@ -79,38 +80,16 @@ def write_slurm_agent_config(path: Path, ssh: Ssh, slurm: Slurm) -> Path:
     return path
 
 
-@contextlib.asynccontextmanager
-async def backend_on_testbed(
+def backend_on_testbed(
     ssh: Ssh, slurm: Slurm, *, node_name: str, overrides: Mapping[str, Any] | None = None
-) -> AsyncIterator[SlurmBackend]:
-    """A started `SlurmBackend` on the testbed for a node of its own (so tests never see
-    each other's jobs); on the way out it deletes every pod it still holds and fails if
-    a job or a work directory of the node is left behind."""
+) -> contextlib.AbstractAsyncContextManager[SlurmBackend]:
+    """A started `SlurmBackend` on the testbed for a node of its own (`started_node`)."""
     config = SlurmConfig.model_validate(slurm_backend_config(ssh, slurm, overrides))
-    backend = build_slurm_backend(config, node_name=node_name)
-    await backend.start()
-    try:
-        yield backend
-    finally:
-        try:
-            for uid in await backend.list():
-                await backend.delete(uid, grace_seconds=0)
-            left = await leftovers(backend)
-            if not left:  # the node's own directory goes too, when nothing is in it
-                await backend.runner.run(["rmdir", "--", backend.layout.base])
-        finally:
-            await backend.close()
-    if left:
-        raise AssertionError(f"node {node_name} left behind: {left}")
+    return started_node(build_slurm_backend(config, node_name=node_name), active_jobs)
 
 
-async def leftovers(backend: SlurmBackend) -> list[str]:
-    """Active jobs and work directories of the backend's node (empty when clean)."""
+async def active_jobs(backend: SlurmBackend) -> list[str]:
+    """The node's jobs still queued or running."""
     argv = queue.squeue_argv(active_only=True)
     jobs = queue.parse_squeue((await backend.runner.run(argv)).text, backend.node)
-    found = [f"job {r.job_id} (pod uid {uid})" for uid, r in jobs.items()]
-    listing = await backend.runner.run(
-        ["find", backend.layout.base, "-mindepth", "1", "-maxdepth", "1", "-name", "[!.]*"]
-    )
-    found += [f"work directory {line}" for line in listing.text.split()]
-    return found
+    return [f"job {r.job_id} (pod uid {uid})" for uid, r in jobs.items()]

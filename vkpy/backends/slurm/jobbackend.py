@@ -10,6 +10,7 @@ lifecycle logs. Subclasses say how to submit, query, remove and check health.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -54,7 +55,7 @@ def transient(completed: Completed) -> bool:
     return completed.status in (126, 127) or any(m in text for m in TRANSIENT_MARKERS)
 
 
-class JobBackend:
+class JobBackend(abc.ABC):
     """The batch-system-independent half of a job backend; see the module docstring."""
 
     kind: str
@@ -165,6 +166,10 @@ class JobBackend:
         return await self.book.list(await self._ready())
 
     # ------------------------------------------------------------ delete
+
+    @abc.abstractmethod
+    async def delete(self, uid: str, *, grace_seconds: int) -> None:
+        """Stop the pod's job within the grace period, confirm it is gone, clean up."""
 
     async def _hand_grace(self, uid: str, layout: Layout, grace: int, log: PodLog) -> None:
         """Tell the job script how long its containers may take to stop; the script's
