@@ -44,15 +44,9 @@ logger = logging.getLogger(__name__)
 
 def settings_from(config: HTCondorConfig, node: str) -> script.Settings:
     """What the job script needs from the configuration."""
-    options = RuntimeOptions(
-        kind=config.runtime,
-        executable=config.runtime_path or config.runtime,
-        flags=tuple(config.runtime_flags),
-        network=config.podman_network,
-    )
     return script.Settings(
         node=node,
-        runtime=options,
+        runtime=RuntimeOptions.from_config(config),
         kill_wait_seconds=config.kill_wait_seconds,
         allowed_host_paths=tuple(config.allowed_host_paths),
         relocatable=config.file_transfer == "transfer",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vkpy.backend import Container, PullPolicy
+from vkpy.config import HTCondorConfig, SlurmConfig
 from vkpy.errors import PodRejected
 
 RuntimeKind = Literal["apptainer", "singularity", "podman"]
@@ -96,6 +97,15 @@ class RuntimeOptions:
     flags: tuple[str, ...] = ()  # the site's extra flags for every container
     network: Literal["host", "none"] = "host"  # podman only
 
+    @classmethod
+    def from_config(cls, config: SlurmConfig | HTCondorConfig) -> RuntimeOptions:
+        return cls(
+            kind=config.runtime,
+            executable=config.runtime_path or config.runtime,
+            flags=tuple(config.runtime_flags),
+            network=config.podman_network,
+        )
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -162,11 +172,7 @@ def _podman(
         else:
             argv.append(f"--env={name}")
             passed.append(f"{name}={value}")
-    relative = []
-    for bind in binds:
-        if not bind.source.startswith("/"):
-            relative.append(len(argv))
-        argv.append(f"--volume={bind.source}:{bind.destination}:{'ro' if bind.read_only else 'rw'}")
+    relative = _add_binds(argv, "--volume", binds)
     if container.working_dir:
         argv.append(f"--workdir={container.working_dir}")
     if gpus:
@@ -177,6 +183,17 @@ def _podman(
     argv.append(container.image)
     argv.extend(container.args)
     return Launch(tuple(argv), tuple(passed), tuple(relative))
+
+
+def _add_binds(argv: list[str], flag: str, binds: Sequence[Bind]) -> list[int]:
+    """Append one ``flag=source:destination:mode`` a bind; the positions of those whose
+    source is relative to the pod directory (resolved by the job script at run time)."""
+    relative = []
+    for bind in binds:
+        if not bind.source.startswith("/"):
+            relative.append(len(argv))
+        argv.append(f"{flag}={bind.source}:{bind.destination}:{'ro' if bind.read_only else 'rw'}")
+    return relative
 
 
 def apptainer_image(image: str) -> str:
@@ -201,11 +218,7 @@ def _apptainer(
         "--containall",
         "--writable-tmpfs",
     ]
-    relative = []
-    for bind in binds:
-        if not bind.source.startswith("/"):
-            relative.append(len(argv))
-        argv.append(f"--bind={bind.source}:{bind.destination}:{'ro' if bind.read_only else 'rw'}")
+    relative = _add_binds(argv, "--bind", binds)
     if container.working_dir:
         argv.append(f"--pwd={container.working_dir}")
     if gpus:

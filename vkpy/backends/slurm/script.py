@@ -87,15 +87,9 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: SlurmConfig, *, node: str) -> Settings:
-        options = RuntimeOptions(
-            kind=config.runtime,
-            executable=config.runtime_path or config.runtime,
-            flags=tuple(config.runtime_flags),
-            network=config.podman_network,
-        )
         return cls(
             node=node,
-            runtime=options,
+            runtime=RuntimeOptions.from_config(config),
             kill_wait_seconds=config.kill_wait_seconds,
             partition=config.partition,
             account=config.account,
