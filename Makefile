@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# Debian packages from scripts/system-packages.txt: a no-op when all are present.
 system-deps:
 	bash scripts/install-system-deps.sh
 
@@ -34,14 +35,14 @@ unit: install
 kube-binaries: install
 	$(BIN)/python -m vkpy.testing binaries
 
-integration: install kube-binaries
+integration: system-deps install kube-binaries
 	$(BIN)/pytest tests/integration
 
 # One pytest run for unit and integration tests, so its closing line counts them all.
-test: lint kube-binaries
+test: system-deps lint kube-binaries
 	$(BIN)/pytest tests --durations=15
 
-testbed-up: install kube-binaries
+testbed-up: system-deps install kube-binaries
 	$(BIN)/python -m vkpy.testing up
 
 testbed-down: install
@@ -51,13 +52,13 @@ clean: testbed-down
 	rm -rf .testbed $(VENV) .mypy_cache .pytest_cache .ruff_cache
 
 # The first thing to try: a Podman-backed node runs an example pod; logs via kubectl.
-demo: install kube-binaries
+demo: system-deps install kube-binaries
 	$(BIN)/python -m vkpy.testing up
 	bash scripts/demo.sh
 
 # Speed and scale of the agent with an instant backend on the real control plane, then
 # with the Podman and Slurm backends on the testbed (figures also in .testbed/bench-*.json).
-bench: install kube-binaries
+bench: system-deps install kube-binaries
 	$(BIN)/python benchmarks/pods.py
 	$(BIN)/python benchmarks/podman_pods.py
 	$(BIN)/python benchmarks/slurm_pods.py

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# System packages the testbed runs: etcd, Podman, Slurm with munge, and an sshd.
-# Skips apt entirely when everything is installed already.
+# Installs the Debian packages listed in scripts/system-packages.txt that are missing.
+# A no-op when all are present. As root it installs them; otherwise it stops and prints
+# the one apt-get line to run.
+#
+# Recommends are deliberately not installed (--no-install-recommends): the list names
+# every package the project uses, Podman's recommends uidmap and catatonit included, so a
+# machine that once ran a plain `apt-get install podman` behaves like a fresh one.
 set -euo pipefail
-
-packages=(etcd-server podman runc busybox-static slurmctld slurmd slurm-client munge
-          openssh-server openssh-client openssl iproute2 procps)
+list="$(dirname "$0")/system-packages.txt"
+mapfile -t packages < <(sed -e 's/#.*//' "$list" | tr -s ' \t' '\n' | grep -v '^$')
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -15,7 +19,8 @@ if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing system packages: ${missing[*]} (run as root: apt-get install -y ${missing[*]})" >&2
+  echo "missing system packages: ${missing[*]}" >&2
+  echo "run as root: apt-get install -y --no-install-recommends ${missing[*]}" >&2
   exit 1
 fi
 echo "installing system packages: ${missing[*]}"
