@@ -12,6 +12,7 @@ import ssl
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -412,3 +413,81 @@ def test_config_refuses_what_cannot_work():
             client_ca=None,
             expiration_seconds=599,
         )
+
+
+# ---------------------------------------------------------------- another cluster's CA
+
+
+class SigningCluster:
+    """A cluster whose signer issues every kubelet-serving CSR at once with ``ca``."""
+
+    def __init__(self, ca: pki.KeyPair) -> None:
+        self.ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
+        self.ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
+        self.issued: dict[str, bytes] = {}
+
+    async def request(self, method: str, path: str, *, body: Any = None) -> dict[str, Any]:
+        if method == "POST":
+            name = f"csr-{len(self.issued)}"
+            pem = base64.b64decode(body["spec"]["request"])
+            csr = x509.load_pem_x509_csr(pem)
+            now = datetime.datetime.now(UTC)
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(csr.subject)
+                .issuer_name(self.ca_cert.subject)
+                .public_key(csr.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now)
+                .not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(
+                    csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value,
+                    critical=False,
+                )
+                .sign(self.ca_key, hashes.SHA256())
+            )
+            self.issued[name] = cert.public_bytes(serialization.Encoding.PEM)
+            return {"metadata": {"name": name}}
+        name = path.rsplit("/", 1)[-1]
+        return {"status": {"certificate": base64.b64encode(self.issued[name]).decode()}}
+
+
+async def test_a_certificate_signed_by_another_clusters_ca_is_replaced(tmp_path, caplog):
+    old_cluster = pki.create_ca(tmp_path / "old", "old-cluster-ca")
+    new_cluster = pki.create_ca(tmp_path / "new", "new-cluster-ca")
+    state = tmp_path / "state"
+    now = datetime.datetime.now(UTC)
+    stale, key = certificate(
+        old_cluster, not_before=now, not_after=now + datetime.timedelta(days=300)
+    )
+    write_private(state / CsrCertificate.file_name, bundle(stale, key))
+    cluster = SigningCluster(new_cluster)
+    source = CsrCertificate(
+        cluster,
+        node_name="n",
+        ip_addresses=["127.0.0.1"],
+        state_dir=state,
+        client_ca=new_cluster.cert.read_bytes(),
+        poll_seconds=0.01,
+    )
+    assert not source.load_existing()
+    assert "signed by a CA this cluster does not use" in caplog.text
+    # The same certificate is fine for the cluster whose CA signed it.
+    same = CsrCertificate(
+        cluster,
+        node_name="n",
+        ip_addresses=["127.0.0.1"],
+        state_dir=state,
+        client_ca=old_cluster.cert.read_bytes(),
+    )
+    assert same.load_existing()
+    task = asyncio.create_task(source.run())
+    try:
+        await eventually(lambda: source.certificate is not None)
+        assert source.certificate.issuer.rfc4514_string() == "CN=new-cluster-ca"
+        assert source.renew_at > now + datetime.timedelta(days=20)
+    finally:
+        task.cancel()
+    # Served by an agent that started before the CA changed: renewal is due at once.
+    same.client_ca = new_cluster.cert.read_bytes()
+    assert same.renew_at is not None and same.renew_at <= datetime.datetime.now(UTC)

@@ -1,4 +1,5 @@
 import json
+import subprocess
 
 import pytest
 
@@ -174,3 +175,45 @@ def test_values_no_process_can_carry_are_refused(env, args, message):
 )
 def test_variables_podman_reads_itself(name, owned):
     assert runtime.podman_owns(name) is owned
+
+
+# ---------------------------------------------------------------- the container sweep
+
+FAKE_PODMAN = r"""#!/bin/bash
+# ps --all --quiet --filter name=REGEX: the ids of $STATE/<id> whose name matches;
+# rm --force --time 0 IDS: removes them and logs the call.
+case $1 in
+    ps) regex=${5#name=}
+        for f in "$STATE"/*; do [ -e "$f" ] || continue
+            grep -Eq "$regex" "$f" && basename "$f"; done ;;
+    rm) shift 4; echo "rm $*" >> "$STATE.log"; for id; do rm -f "$STATE/$id"; done ;;
+esac
+"""
+OTHER = "0b1c9a62-3b1f-4f0e-9c39-2f5d1a7b8c91"
+
+
+def test_the_sweep_runs_its_command_first_and_removes_only_the_pods_containers(tmp_path):
+    podman = tmp_path / "podman"
+    podman.write_text(FAKE_PODMAN)
+    podman.chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "c1").write_text(f"vkpy-{UID}-main")
+    (state / "c2").write_text(f"vkpy-{UID}-side")
+    (state / "c3").write_text(f"vkpy-{OTHER}-main")
+    options = RuntimeOptions("podman", str(podman))
+    first = ["sh", "-c", 'echo "$0" > "$1"; exit 3', "cancelled", str(tmp_path / "first")]
+    argv = runtime.sweep_argv(options, [UID], first)
+    done = subprocess.run(argv, env={"STATE": str(state), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 3  # the command's status, not the sweep's
+    assert (tmp_path / "first").read_text() == "cancelled\n"
+    assert sorted(p.name for p in state.iterdir()) == ["c3"]
+    assert (tmp_path / "state.log").read_text().split() == ["rm", "c1", "c2"]
+
+
+def test_only_podman_containers_need_a_sweep():
+    apptainer = RuntimeOptions("apptainer", "apptainer")
+    assert runtime.sweep_argv(apptainer, [UID], ["scancel", "7"]) == ("scancel", "7")
+    assert runtime.sweep_argv(apptainer, [UID]) == ()
+    with pytest.raises(PodRejected):
+        runtime.sweep_argv(RuntimeOptions("podman", "podman"), ["$(reboot)"])

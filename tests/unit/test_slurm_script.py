@@ -24,12 +24,24 @@ UID = "5e0c9a62-3b1f-4f0e-9c39-2f5d1a7b8c90"
 
 FAKE_RUNTIME = r"""#!/bin/bash
 # A container runtime that runs nothing: it prints its argv and the FAKE_/V variables
-# of its environment as hex, then behaves as the FAKE_ variables say.
+# of its environment as hex, then behaves as the FAKE_ variables say. Like Podman's, its
+# containers are stopped by name (stop, kill), not by signalling the `run` client: a run
+# records its pid as $FAKE_STATE/<name>.pid (unnamed.pid) once its signal handling is in place.
 case $1 in
-    stop) exit 1 ;;  # no such container: the script signals us itself
+    stop)  # stop --time SECONDS NAME
+        read -r pid < "$FAKE_STATE/$4.pid" 2> /dev/null || exit 125  # no such container
+        kill -TERM "$pid" 2> /dev/null
+        for ((i = 0; i < $3 * 10; i++)); do kill -0 "$pid" 2> /dev/null || exit 0; sleep 0.1; done
+        kill -KILL "$pid" 2> /dev/null
+        exit 0 ;;
+    kill)  # kill --signal SIGNAL NAME
+        read -r pid < "$FAKE_STATE/$4.pid" 2> /dev/null || exit 125
+        kill "-$3" "$pid" 2> /dev/null
+        exit 0 ;;
     wait) [ -n "${FAKE_WAIT_CODE:-}" ] && echo "$FAKE_WAIT_CODE" && exit 0; exit 1 ;;
     rm) exit 0 ;;
 esac
+for v in $(compgen -e APPTAINERENV_FAKE_); do export "${v#APPTAINERENV_}=${!v}"; done
 hex() { printf %s "$1" | od -An -v -tx1 | tr -d ' \n'; }
 for a in "$@"; do printf 'ARG:%s\n' "$(hex "$a")"; done
 env -0 | while IFS= read -r -d '' kv; do
@@ -40,6 +52,9 @@ if [ -n "${FAKE_COUNTER:-}" ]; then
     [ "$n" -lt "${FAKE_FAIL_TIMES:-0}" ] && exit 7
 fi
 [ -n "${FAKE_IGNORE_TERM:-}" ] && trap '' TERM
+name=unnamed  # Apptainer's containers have no name
+for a in "$@"; do case $a in --name=*) name=${a#--name=} ;; esac; done
+[ -n "${FAKE_STATE:-}" ] && echo $$ > "$FAKE_STATE/$name.pid"
 if [ -n "${FAKE_SLEEP:-}" ]; then sleep "$FAKE_SLEEP" & wait $!; sleep "$FAKE_SLEEP"; fi
 exit "${FAKE_EXIT:-0}"
 """
@@ -91,13 +106,26 @@ def stage(submission: Submission) -> Path:
     return Path(submission.pod_dir)
 
 
+def fake_state(submission: Submission) -> Path:
+    """Where the fake runtime keeps its containers' pids, by container name."""
+    return Path(submission.pod_dir).parent / "fake-state"
+
+
 def start(submission: Submission, **env: str) -> subprocess.Popen[bytes]:
     directory = stage(submission)
+    state = fake_state(submission)
+    state.mkdir(exist_ok=True)
     return subprocess.Popen(
         ["bash", str(directory / "job.sh")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={"PATH": os.environ["PATH"], "HOME": "/home/nobody", "SLURM_JOB_ID": "42", **env},
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": "/home/nobody",
+            "SLURM_JOB_ID": "42",
+            "FAKE_STATE": str(state),
+            **env,
+        },
     )
 
 
@@ -381,29 +409,56 @@ def wait_for_file(path: Path, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("kind", ["podman", "apptainer"])
 @pytest.mark.parametrize(("ignore_term", "code"), [(False, 143), (True, 137)])
 def test_sigterm_stops_containers_within_the_grace_period(
-    tmp_path, fake_runtime, ignore_term, code
+    tmp_path, fake_runtime, ignore_term, code, kind
 ):
     env = {"FAKE_SLEEP": "30"}
     if ignore_term:
         env["FAKE_IGNORE_TERM"] = "1"
     pod = pod_spec(app("main", env=env), restart_policy="Always")
     layout = Layout(str(tmp_path / "base"))
-    submission = render(pod, layout=layout, settings=settings(fake_runtime), now=0)
+    submission = render(pod, layout=layout, settings=settings(fake_runtime, kind), now=0)
     process = start(submission)
     directory = Path(submission.pod_dir)
-    wait_for_file(directory / "run" / "main.pid")
+    # The runtime is ready (its TERM disposition set) once it records its pid.
+    name = f"vkpy-{UID}-main" if kind == "podman" else "unnamed"
+    wait_for_file(fake_state(submission) / f"{name}.pid")
     (directory / "grace").write_text("1\n")  # as delete() writes it
     began = time.monotonic()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == code
-    assert time.monotonic() - began < 4
+    took = time.monotonic() - began
+    assert took < 4
+    if ignore_term:  # KILL came when the grace period ran out, not before
+        assert took >= 1
     run = pod_run(layout)
     main = run.containers[0]
     assert main.state.exit_code == code and main.restart_count == 0
     events = report.job_events(pod_files(layout)[UID].job)
     assert events.stop_why == "signal" and events.exit_code == code
+
+
+def test_a_shorter_grace_period_handed_over_while_stopping_wins(tmp_path, fake_runtime):
+    """The deadline stops the pod with its own grace period (30 s); the agent's delete
+    then hands over 0 s: the container is killed at once, not 30 s later."""
+    env = {"FAKE_SLEEP": "60", "FAKE_IGNORE_TERM": "1"}
+    pod = pod_spec(
+        app("main", env=env),
+        active_deadline_seconds=1,
+        termination_grace_period_seconds=30,
+    )
+    layout = Layout(str(tmp_path / "base"))
+    submission = render(pod, layout=layout, settings=settings(fake_runtime), now=time.time())
+    process = start(submission)
+    directory = Path(submission.pod_dir)
+    wait_for_file(directory / "stop", timeout=5)
+    time.sleep(0.5)
+    assert process.poll() is None  # stopping, within its 30 s
+    (directory / "grace").write_text("0\n")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=5) == 137
 
 
 def test_deadline_stops_the_pod(tmp_path, fake_runtime):

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -45,6 +46,7 @@ from vkpy.kubeletapi.issuing import (
     build_csr,
     covers,
     csr_object,
+    issued_by,
     key_pem,
     matches_key,
     renewal_time,
@@ -158,11 +160,16 @@ class _RenewingCertificate(ServingTls, ABC):
         self.renew_fraction = renew_fraction
         self.retry_seconds = retry_seconds
         self.max_retry_seconds = max_retry_seconds
+        # A fresh certificate the cluster signed outside the configured CA: served (a
+        # second request would get the same), not renewed in a loop.
+        self._untrusted_accepted = False
 
     @property
     def renew_at(self) -> datetime.datetime | None:
         if self.certificate is None:
             return None
+        if not self.trusted(self.certificate) and not self._untrusted_accepted:
+            return _now()  # signed by a CA the cluster no longer uses: replace it now
         return renewal_time(self.certificate, self.renew_fraction)
 
     def load_existing(self) -> bool:
@@ -181,11 +188,23 @@ class _RenewingCertificate(ServingTls, ABC):
         if not covers(chain[0], self.ip_addresses, self.dns_names):
             logger.info("stored serving certificate does not name this node's addresses")
             return False
+        if not self.trusted(chain[0]):
+            logger.warning(
+                "stored serving certificate %s was signed by a CA this cluster does not use "
+                "(issuer %s): requesting a new one",
+                self.path,
+                chain[0].issuer.rfc4514_string(),
+            )
+            return False
         try:
             self.install(self.path)
         except (ssl.SSLError, OSError) as exc:
             logger.warning("stored serving certificate %s unusable: %s", self.path, exc)
             return False
+        return True
+
+    def trusted(self, certificate: x509.Certificate) -> bool:
+        """Whether the apiserver can verify ``certificate``; see `CsrCertificate`."""
         return True
 
     @abstractmethod
@@ -203,6 +222,16 @@ class _RenewingCertificate(ServingTls, ABC):
         except (ssl.SSLError, OSError) as exc:
             logger.error("new serving certificate unusable: %s", exc)
             return False
+        if self.certificate is not None and not self.trusted(self.certificate):
+            logger.warning(
+                "the new serving certificate's issuer %s is not in the CA bundle the "
+                "apiserver is expected to verify kubelets with (kubelet_api.client_ca_file, "
+                "else the kubeconfig's CA): kubectl logs may fail with an unknown authority",
+                self.certificate.issuer.rfc4514_string(),
+            )
+            self._untrusted_accepted = True
+        else:
+            self._untrusted_accepted = False
         logger.info("serving certificate renewed; next renewal at %s", self.renew_at)
         return True
 
@@ -275,6 +304,11 @@ class CsrCertificate(_RenewingCertificate):
         self.expiration_seconds = expiration_seconds
         self.poll_seconds = poll_seconds
         self.pending: str | None = None  # name of the CSR being waited for
+
+    def trusted(self, certificate: x509.Certificate) -> bool:
+        """Signed by the CA the apiserver verifies kubelets with: the agent knows it as
+        ``client_ca`` (kubelet_api.client_ca_file, else the kubeconfig's cluster CA)."""
+        return issued_by(certificate, self.client_ca)
 
     async def obtain(self) -> bytes | None:
         key = ec.generate_private_key(ec.SECP256R1())

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -122,6 +123,23 @@ def covers(
     names = set(sans.get_values_for_type(x509.DNSName))
     wanted_ips = {str(ipaddress.ip_address(a)) for a in ip_addresses}
     return wanted_ips <= ips and set(dns_names) <= names
+
+
+def issued_by(certificate: x509.Certificate, authorities: bytes | None) -> bool:
+    """Whether one of the CA certificates in ``authorities`` (PEM) signed ``certificate``.
+
+    No authorities: nothing to check against, so True. A certificate from another
+    cluster's CA (a rebuilt cluster, a rotated CA) is False: the apiserver would refuse it.
+    """
+    if not authorities:
+        return True
+    for authority in x509.load_pem_x509_certificates(authorities):
+        try:
+            certificate.verify_directly_issued_by(authority)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from vkpy.backends.htcondor import HTCondorBackend, build_htcondor_backend, queue
 from vkpy.config import HTCondorConfig
@@ -55,13 +52,6 @@ def htcondor_agent_config(ssh: Ssh, *, node_name: str = NODE_NAME) -> dict[str, 
         },
         "backend": htcondor_backend_config(ssh),
     }
-
-
-def write_htcondor_agent_config(path: Path, ssh: Ssh) -> Path:
-    """Write the configuration as YAML to ``path`` (``.testbed/htcondor.yaml``)."""
-    header = "# Written by `make testbed-up`; use with: vkpy run --config THIS\n"
-    path.write_text(header + yaml.safe_dump(htcondor_agent_config(ssh), sort_keys=False))
-    return path
 
 
 def htcondor_on_testbed(

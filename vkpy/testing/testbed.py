@@ -17,9 +17,9 @@ import yaml
 
 from vkpy.testing import condor, podman, rootless, slurm, sshd
 from vkpy.testing.controlplane import ControlPlane, ControlPlanePorts, ControlPlaneRunner
-from vkpy.testing.htcondor_config import write_htcondor_agent_config
+from vkpy.testing.htcondor_config import htcondor_agent_config
 from vkpy.testing.processes import Supervisor
-from vkpy.testing.slurm_config import write_slurm_agent_config
+from vkpy.testing.slurm_config import slurm_agent_config
 
 SHARED_DIR = Path("/var/lib/vkpy-testbed")
 SSH_PORT = 22222
@@ -70,12 +70,19 @@ def podman_agent_config(endpoints: Endpoints) -> dict[str, object]:
 
 
 def write_agent_configs(endpoints: Endpoints) -> None:
+    """``.testbed/{podman,slurm,htcondor}.yaml``. Each keeps the agent's state (its
+    serving certificate above all) under ``.testbed/agent-state``, so a second clone's
+    testbed, with a CA of its own, never meets the first one's certificate, and
+    ``make clean`` removes it."""
     header = "# Written by `make testbed-up`; use with: vkpy run --config THIS --node-name NAME\n"
-    (endpoints.state / "podman.yaml").write_text(
-        header + yaml.safe_dump(podman_agent_config(endpoints), sort_keys=False)
-    )
-    write_slurm_agent_config(endpoints.state / "slurm.yaml", endpoints.ssh, endpoints.slurm)
-    write_htcondor_agent_config(endpoints.state / "htcondor.yaml", endpoints.ssh)
+    configs = {
+        "podman.yaml": podman_agent_config(endpoints),
+        "slurm.yaml": slurm_agent_config(endpoints.ssh, endpoints.slurm),
+        "htcondor.yaml": htcondor_agent_config(endpoints.ssh),
+    }
+    for name, config in configs.items():
+        config["state_dir"] = str(endpoints.state / "agent-state")
+        (endpoints.state / name).write_text(header + yaml.safe_dump(config, sort_keys=False))
 
 
 def default_state_dir() -> Path:

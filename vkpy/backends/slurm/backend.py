@@ -165,7 +165,12 @@ class SlurmBackend(JobBackend):
                 log.info("job still runs after the grace period: cancelling it")
         left = await self._active(name)
         if left:
-            await self._scancel([r.job_id for r in left])
+            # The job script stops its containers on Slurm's SIGTERM; the sweep after
+            # scancel is the net for a script SIGKILLed before its trap ran.
+            cancel = ["scancel", *(r.job_id for r in left)]
+            answer = await self._sweep([uid], cancel)
+            if answer is not None and not answer.ok and transient(answer):
+                raise BackendUnavailable(f"scancel failed: {answer.describe()}")
             if not await self._gone(name, self.config.delete_timeout_seconds):
                 raise BackendUnavailable(
                     f"Slurm job {','.join(r.job_id for r in left)} of pod uid {uid} "

@@ -52,6 +52,14 @@ class PodBook(abc.ABC):
         self.deleted: OrderedDict[str, None] = OrderedDict()
         self._discovered = False
         self._lock = asyncio.Lock()
+        # Pods whose job ended without its script's own end record: killed (SIGKILL, a
+        # node failure) before it could stop its containers, which may still run.
+        self.unswept: set[str] = set()
+
+    def take_unswept(self) -> list[str]:
+        taken = sorted(self.unswept)
+        self.unswept.clear()
+        return taken
 
     def remember(self, uid: str, job_id: str, *, namespace: str, name: str) -> None:
         """A pod create() submitted (or found submitted)."""
@@ -118,9 +126,8 @@ class PodBook(abc.ABC):
             del self.known[uid]
         return runs
 
-    @staticmethod
     def conclude(
-        uid: str, known: Known, found: report.PodFiles, view: report.JobView
+        self, uid: str, known: Known, found: report.PodFiles, view: report.JobView
     ) -> PodRun | None:
         """The pod's record from its files and job; remembered, and kept for good once
         it can no longer change."""
@@ -130,6 +137,9 @@ class PodBook(abc.ABC):
         known.last = run
         if report.finished(run, view):
             known.final = run
+            events = report.job_events(found.job)
+            if events.began is not None and events.ended is None:
+                self.unswept.add(uid)
         return run
 
     @staticmethod

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ClassVar, TypeVar
 
 from vkpy.backend import PodRun, PodSpec
-from vkpy.backends.slurm import script, workdir
+from vkpy.backends.slurm import runtime, script, workdir
 from vkpy.backends.slurm.book import PodBook
 from vkpy.backends.slurm.naming import Layout
 from vkpy.backends.slurm.podlog import PodLog
@@ -163,7 +163,26 @@ class JobBackend(abc.ABC):
         raise PodRejected(f"{command} refused pod {pod.key}: {stderr or answer.describe()}")
 
     async def list(self) -> Mapping[str, PodRun]:
-        return await self.book.list(await self._ready())
+        runs = await self.book.list(await self._ready())
+        killed = self.book.take_unswept()
+        if killed:  # jobs killed before their script could stop their containers
+            try:
+                await self._sweep(killed)
+            except BackendError as exc:
+                self.book.unswept.update(killed)  # the next listing tries again
+                logger.warning("cannot remove the containers of ended jobs: %s", exc)
+        return runs
+
+    async def _sweep(self, uids: Sequence[str], first: Sequence[str] = ()) -> Completed | None:
+        """Run ``first`` (if any), then remove what is left of ``uids``' containers, in one
+        remote command; see `runtime.sweep_argv`."""
+        argv = runtime.sweep_argv(self.settings.runtime, uids, first)
+        if not argv:
+            return None
+        answer = await self.runner.run(argv, idempotent=True)
+        if not answer.ok and not first:
+            raise BackendError(f"container clean-up failed: {answer.describe()}")
+        return answer
 
     # ------------------------------------------------------------ delete
 
@@ -196,6 +215,14 @@ class JobBackend(abc.ABC):
         return left
 
     async def _clean(self, uid: str, layout: Layout, log: PodLog) -> None:
+        """The job is over: remove what is left of its containers, then its directory.
+        Raises BackendUnavailable (delete() is retried) until no container is left."""
+        try:
+            await self._sweep([uid])
+        except BackendUnavailable:
+            raise
+        except BackendError as exc:
+            raise BackendUnavailable(f"pod uid {uid}: {exc}") from exc
         podman = self.settings.runtime.executable if self._runtime == "podman" else None
         await workdir.remove(
             self.runner, layout, uid, log, retention_seconds=self._retention, podman=podman

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vkpy.backend import Container, PullPolicy
+from vkpy.backends.slurm.naming import check_uid
 from vkpy.config import HTCondorConfig, SlurmConfig
 from vkpy.errors import PodRejected
 
@@ -251,3 +252,30 @@ def launch(
             host_network=host_network,
         )
     return _apptainer(container, options=options, binds=binds, gpus=gpus)
+
+
+# Runs a command (if any), then removes every container named for the given pods (the
+# names carry the pod UID), and exits with the command's status. For pods whose job is
+# over: a job SIGKILLed before its trap ran leaves its containers to conmon.
+_SWEEP = (
+    'runtime=$1; n=$2; shift 2; uids=""; '
+    'while [ "$n" -gt 0 ]; do uids="$uids $1"; shift; n=$((n - 1)); done; '
+    'rc=0; if [ "$#" -gt 0 ]; then "$@"; rc=$?; fi; '
+    "for uid in $uids; do "
+    'ids=$("$runtime" ps --all --quiet --filter "name=^vkpy-$uid-"); '
+    '[ -z "$ids" ] || "$runtime" rm --force --time 0 $ids > /dev/null; '
+    "done; exit $rc"
+)
+
+
+def sweep_argv(
+    options: RuntimeOptions, uids: Sequence[str], first: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """``first`` (say, scancel), then stop and remove what is left of ``uids``'
+    containers on the host the command runs on. Only Podman's containers outlive their
+    job: Apptainer's and Singularity's are the job's own processes, which the batch
+    system kills with it, so for those this is ``first`` alone."""
+    if options.kind != "podman" or not uids:
+        return tuple(first)
+    checked = [check_uid(uid) for uid in uids]  # UUIDs: safe in the filter and unquoted
+    return ("sh", "-c", _SWEEP, "sh", options.executable, str(len(checked)), *checked, *first)

@@ -35,6 +35,15 @@ watchdog=""
 
 now() { printf '%(%s)T' -1; }
 
+clock_ms() {  # milliseconds since the epoch (bash 5); bash 4: whole seconds, rounded up
+    if [ -n "${EPOCHREALTIME:-}" ]; then
+        local t=${EPOCHREALTIME/[.,]/}
+        printf '%s\n' "${t:0:-3}"
+    else
+        printf '%s000\n' "$(($(now) + ${1:-0}))"
+    fi
+}
+
 record() {  # record FILE WORDS...: one line in status/FILE
     local file=$1
     shift
@@ -56,33 +65,46 @@ wait_for() {  # wait_for PID: its exit status, through any signal this shell tra
     done
 }
 
-grace_now() {  # the grace period in force
+grace_now() {  # the grace period in force; re-read while stopping, as delete() may shorten it
     local g=$GRACE why=""
     if [ -s grace ]; then
         read -r g < grace  # delete() says how long
     else
         [ -s stop ] && read -r why < stop
-        if [ "$why" = signal ] && [ "$g" -ge "$KILL_WAIT" ]; then
-            g=$((KILL_WAIT > 1 ? KILL_WAIT - 1 : 0))  # Slurm kills everything at KillWait
-        fi
+        # Slurm (or HTCondor) SIGKILLs the whole job KillWait seconds after its SIGTERM:
+        # the containers must be killed through the runtime before that.
+        local most=$((KILL_WAIT > 2 ? KILL_WAIT - 2 : 0))
+        [ "$why" = signal ] && [ "$g" -gt "$most" ] && g=$most
     fi
     printf '%s\n' "$g"
 }
 
-stop_container() {  # stop_container NAME GRACE: SIGTERM, and SIGKILL after GRACE seconds
-    local pid i
-    read -r pid < "run/$1.pid" 2> /dev/null || return 0
-    if [ "$RUNTIME" = podman ]; then
-        # The container is Podman's, not our child (and `podman run` may be gone while
-        # it runs on): Podman stops it.
-        "$RUNTIME_BIN" stop --time "$2" "vkpy-$POD_UID-$1" > /dev/null 2>&1 && return 0
-    fi
-    kill -TERM "$pid" 2> /dev/null || return 0
-    for ((i = 0; i < $2; i++)); do
-        kill -0 "$pid" 2> /dev/null || return 0
-        sleep 1
+stop_container() {  # stop_container NAME: TERM now, KILL once the grace period in force ends
+    # Slurm signals every process of the job at once: the stopper must outlive that.
+    trap '' TERM INT
+    local c=$1 pid began soft="" name="vkpy-$POD_UID-$1"
+    read -r pid < "run/$c.pid" 2> /dev/null || return 0
+    began=$(clock_ms 1)  # rounded up where only seconds are known: never early
+    while kill -0 "$pid" 2> /dev/null; do
+        if [ $(($(clock_ms) - began)) -ge $(($(grace_now) * 1000)) ]; then
+            # A Podman container is conmon's, not our child: only Podman can kill it.
+            [ "$RUNTIME" = podman ] && "$RUNTIME_BIN" kill --signal KILL "$name" > /dev/null 2>&1
+            kill -KILL "$pid" 2> /dev/null
+            break
+        fi
+        if [ "$RUNTIME" = podman ]; then
+            # Podman sends the image's stop signal; asked again if the container did not
+            # exist yet (stopped while it started).
+            if [ -z "$soft" ] || ! kill -0 "$soft" 2> /dev/null; then
+                "$RUNTIME_BIN" stop --time "$(grace_now)" "$name" > /dev/null 2>&1 &
+                soft=$!
+            fi
+        elif [ -z "$soft" ]; then
+            kill -TERM "$pid" 2> /dev/null
+            soft=sent
+        fi
+        sleep 0.2
     done
-    kill -KILL "$pid" 2> /dev/null
     return 0
 }
 
@@ -98,7 +120,7 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
     env -- "${envs[@]}" "${argv[@]}" < /dev/null >> "logs/$c.$n.log" 2>&1 &
     pid=$!
     printf '%s\n' "$pid" > "run/$c.pid"
-    [ -e stop ] && stop_container "$c" "$(grace_now)" &  # stopped while it started
+    [ -e stop ] && stop_container "$c" &  # stopped while it started
     wait_for "$pid"
     rc=$?
     if [ "$RUNTIME" = podman ]; then
@@ -144,10 +166,9 @@ on_stop() {  # on_stop WHY: stop every container (WHY: signal | deadline)
     stopping=$1
     printf '%s\n' "$1" > stop
     record _job stop "$(now)" "$1"
-    local c g
-    g=$(grace_now)
+    local c
     for c in "${INIT[@]}" "${APPS[@]}"; do
-        [ -s "run/$c.pid" ] && stop_container "$c" "$g" &
+        [ -s "run/$c.pid" ] && stop_container "$c" &
     done
     return 0
 }
