@@ -4,6 +4,7 @@ containers, waiting on list(), reading logs, running commands on the login node.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -77,3 +78,26 @@ async def remote(backend: JobBackend, argv: Sequence[str]) -> str:
     done = await backend.runner.run(argv)
     assert done.ok, done.describe()
     return done.text
+
+
+def processes_of(uid: str, marker: str) -> list[str]:
+    """Processes on this host (the login node) naming the pod UID (podman run, conmon)
+    or running the pod's ``marker`` command (the container's own program)."""
+    table = subprocess.run(["ps", "-eo", "pid=,user=,args="], capture_output=True, text=True)
+    return [line.strip() for line in table.stdout.splitlines() if uid in line or marker in line]
+
+
+async def assert_nothing_left(backend: JobBackend, spec: PodSpec, marker: str) -> None:
+    """No container of the pod in the login user's Podman, no process of it (a dying
+    conmon gets two seconds)."""
+    left: list[str] = []
+    for _ in range(10):
+        names = await remote(
+            backend,
+            ["podman", "ps", "--all", "--format={{.Names}}", f"--filter=name=vkpy-{spec.uid}"],
+        )
+        left = names.split() + processes_of(spec.uid, marker)
+        if not left:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"pod {spec.name} left behind on the login node: {left}")

@@ -33,6 +33,7 @@ from vkpy.testing.testbed import Endpoints
 from vkpy.transport import SshRunner
 
 from .jobs import (
+    assert_nothing_left,
     ended,
     logs,
     node_name,
@@ -62,7 +63,7 @@ async def time_limited(login_user: Endpoints) -> AsyncIterator[tuple[SlurmBacken
     so that the minute passes while the other tests run (the last test checks it)."""
     spec = pod(
         "timelimit",
-        shell("main", "sleep 300"),
+        shell("main", "sleep 3104"),
         annotations={"slurm.vkpy.io/flags": "--time=1"},
     )
     async with backend_on_testbed(
@@ -414,3 +415,4 @@ async def test_slurm_time_limit_is_deadline_exceeded(
     assert states(run)["main"].reason == "DeadlineExceeded"
     job = await remote(backend, queue.squeue_argv(names=[f"vkpy_{backend.node}_{spec.uid}"]))
     assert queue.parse_squeue(job, backend.node)[spec.uid].state.value == "TIMEOUT"
+    await assert_nothing_left(backend, spec, "sleep 3104")

@@ -11,7 +11,7 @@ import htcondor2
 import pytest
 
 from vkpy.backend import Container, EnvVar, PodSpec, Running, Terminated, Waiting
-from vkpy.backends.htcondor import HTCondorBackend, build_htcondor_backend, queue
+from vkpy.backends.htcondor import HTCondorBackend, build_htcondor_backend, queue, state
 from vkpy.backends.htcondor.backend import settings_from
 from vkpy.backends.htcondor.listing import _job, _view
 from vkpy.backends.htcondor.state import by_pod
@@ -131,7 +131,9 @@ def _files(*container_lines, job=("begin 100 host - -",), job_id="96.0"):
 def _pod(files, ads):
     grouped = by_pod(json.loads((FIXTURES / ads).read_text()))
     uid = {"96.0": "96969696-0000", "95.0": "95959595-1111", "103.0": "33333333-cccc"}
-    job = _job(files.job_id, grouped.get(uid[files.job_id], ()), ())
+    ads_of_pod = grouped.get(uid[files.job_id], ())
+    queued, done = (ads_of_pod, ()) if ads == "condor_q.json" else ((), ads_of_pod)
+    job = _job(files.job_id, queued, done)
     return report.pod_run("u", files, _view(files, job, lost=False))
 
 
@@ -145,6 +147,18 @@ def test_a_removed_job_ends_its_running_container():
     run = _pod(_files("start 101 0"), "condor_history.json")
     state = run.containers[0].state
     assert isinstance(state, Terminated) and "removed" in state.message
+
+
+def test_a_removed_job_still_in_the_queue_is_stopping_not_ended():
+    """condor_q shows a removed job until its processes are vacated: its container still
+    runs (stopping) until then."""
+    removed = json.loads((FIXTURES / "condor_history.json").read_text())
+    ads = [ad for ad in removed if state.job_id(ad) == "96.0"]
+    assert ads and ads[0]["JobStatus"] == state.REMOVED
+    files = _files("start 101 0")
+    job = _job(files.job_id, tuple(ads), ())
+    run = report.pod_run("u", files, _view(files, job, lost=False))
+    assert isinstance(run.containers[0].state, Running)
 
 
 def test_the_script_records_the_real_exit_code():

@@ -8,7 +8,9 @@ in its initial directory, output and error to the named files, exit code and sig
 recorded as HTCondor records them. With ``should_transfer_files = YES`` it runs the job
 in a fresh scratch directory (``_CONDOR_SCRATCH_DIR``) holding copies of
 ``transfer_input_files`` (and of the executable), and copies ``transfer_output_files``
-back into the initial directory when the job exits or is removed. Everything from SSH
+back into the initial directory when the job exits or is removed. condor_rm and
+``allowed_job_duration`` vacate a running job as HTCondor's starter does: SIGTERM to its
+processes, SIGKILL after ``job_max_vacate_time``. Everything from SSH
 to output parsing is thus exercised for real; the pool itself (matchmaking, remote
 execution, transfer between machines) is not. Jobs live as JSON files under
 ``~/.condor-standin``, scratch directories under its ``execute/``.
@@ -184,6 +186,7 @@ def submit(argv: list[str]) -> int:
         "JobStatus": IDLE,
         "QDate": now,
         "EnteredCurrentStatus": now,
+        "JobMaxVacateTime": int(commands.get("job_max_vacate_time", "10")),
         "AllowedJobDuration": int(commands["allowed_job_duration"])
         if "allowed_job_duration" in commands
         else None,
@@ -240,6 +243,37 @@ def _transfer_out(ad: ClassAd, scratch: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _vacate(process: subprocess.Popen[bytes], grace: int) -> int:
+    """As HTCondor's starter vacates a job: its kill_sig (SIGTERM) to the job's processes,
+    then SIGKILL once job_max_vacate_time has passed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        return process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        return process.wait()
+
+
+def _supervise(
+    process: subprocess.Popen[bytes], cluster: int, limit: int | None
+) -> tuple[int, int | None]:
+    """Wait for the job: its exit code, and the allowed duration if it ran past it (the
+    job is then vacated and held). condor_rm marks the ad REMOVED; the job is vacated."""
+    started = time.monotonic()
+    while True:
+        try:
+            return process.wait(timeout=0.2), None
+        except subprocess.TimeoutExpired:
+            pass
+        ad = _load(cluster)
+        if ad["JobStatus"] == REMOVED:
+            return _vacate(process, int(ad.get("JobMaxVacateTime", 10))), None
+        if limit is not None and time.monotonic() - started > limit:
+            return _vacate(process, int(ad.get("JobMaxVacateTime", 10))), limit
+
+
 def run_job(cluster: int) -> int:
     time.sleep(0.2)  # matchmaking
     ad = _load(cluster)
@@ -274,12 +308,8 @@ def run_job(cluster: int) -> int:
             }
         )
         _save(ad)
-        limit = ad.get("AllowedJobDuration")
-        try:
-            code = process.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        code, held = _supervise(process, cluster, ad.get("AllowedJobDuration"))
+        if held:
             if transfer:  # held: nothing comes back
                 shutil.rmtree(scratch, ignore_errors=True)
             ad = _load(cluster)
@@ -287,7 +317,7 @@ def run_job(cluster: int) -> int:
                 {
                     "JobStatus": HELD,
                     "EnteredCurrentStatus": int(time.time()),
-                    "HoldReason": f"The job exceeded allowed job duration of {limit}",
+                    "HoldReason": f"The job exceeded allowed job duration of {held}",
                     "HoldReasonCode": 46,
                     "HoldReasonSubCode": 0,
                 }
@@ -408,7 +438,8 @@ def remove(argv: list[str]) -> int:
         return 1
     for target in targets:
         ad = _load(target["ClusterId"])
-        pid = ad.get("StandinPid")
+        if ad["JobStatus"] == HELD:  # vacated when it was held: no process to wait for
+            ad["StandinExited"] = True
         ad.update(
             {
                 "JobStatus": REMOVED,
@@ -416,10 +447,7 @@ def remove(argv: list[str]) -> int:
                 "RemoveReason": f"via condor_rm (by user {ad['Owner']})",
             }
         )
-        _save(ad)
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
+        _save(ad)  # the job's runner sees it and vacates the job
         print(f"All jobs in cluster {ad['ClusterId']} have been marked for removal")
     return 0
 

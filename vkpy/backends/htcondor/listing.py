@@ -107,10 +107,10 @@ def _job(
 ) -> JobState | None:
     """HTCondor's record of the pod's job (the one its work directory names, else the
     newest): the queue's, else the history's."""
-    for ads in (queued, done):
+    for ads, read in ((queued, state.queued_job_state), (done, state.job_state)):
         for ad in ads:
             if not job_id or state.job_id(ad) == job_id:
-                return state.job_state(ad)
+                return read(ad)
     return None
 
 

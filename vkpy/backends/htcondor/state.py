@@ -97,6 +97,16 @@ def job_state(ad: Mapping[str, Any]) -> JobState:
     return JobState(ident, status, Phase.WAITING, message=f"HTCondor JobStatus {status!r}")
 
 
+def queued_job_state(ad: Mapping[str, Any]) -> JobState:
+    """`job_state` of an ad condor_q still shows. A removed job stays in the queue until
+    its processes have been vacated: its containers may still be stopping, so it counts
+    as running (the status files say how far it got) until it leaves."""
+    if ad.get("JobStatus") == REMOVED:
+        began = ad.get("JobCurrentStartDate")
+        return JobState(job_id(ad), REMOVED, Phase.RUNNING, started=int(began) if began else None)
+    return job_state(ad)
+
+
 def by_pod(ads: Iterable[Mapping[str, Any]]) -> dict[str, tuple[Mapping[str, Any], ...]]:
     """The ads of each pod UID, newest job first; ads without the attribute are skipped."""
     pods: dict[str, list[Mapping[str, Any]]] = {}

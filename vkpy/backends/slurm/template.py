@@ -79,22 +79,38 @@ grace_now() {  # the grace period in force; re-read while stopping, as delete() 
     printf '%s\n' "$g"
 }
 
+running() {  # running NAME PID: whether the container still runs
+    # A Podman container outlives its `podman run` client (conmon holds it), which a
+    # signal to the job may have killed: Podman says whether it runs.
+    local state
+    if [ "$RUNTIME" = podman ]; then
+        state=$("$RUNTIME_BIN" container inspect --format '{{.State.Status}}' \
+            "vkpy-$POD_UID-$1" 2> /dev/null)
+        case $?:$state in
+            *:running | *:stopping | *:paused) return 0 ;;
+            125:) ;;        # no such container (yet, or any more)
+            *:) return 0 ;; # no answer (the question was killed by the job's signal)
+        esac
+    fi
+    kill -0 "$2" 2> /dev/null  # created, exited or unknown: as long as its client runs
+}
+
 stop_container() {  # stop_container NAME: TERM now, KILL once the grace period in force ends
     # Slurm signals every process of the job at once: the stopper must outlive that.
     trap '' TERM INT
     local c=$1 pid began soft="" name="vkpy-$POD_UID-$1"
     read -r pid < "run/$c.pid" 2> /dev/null || return 0
     began=$(clock_ms 1)  # rounded up where only seconds are known: never early
-    while kill -0 "$pid" 2> /dev/null; do
+    while running "$c" "$pid"; do
         if [ $(($(clock_ms) - began)) -ge $(($(grace_now) * 1000)) ]; then
-            # A Podman container is conmon's, not our child: only Podman can kill it.
+            # Only Podman can kill a container: it is conmon's child, not ours.
             [ "$RUNTIME" = podman ] && "$RUNTIME_BIN" kill --signal KILL "$name" > /dev/null 2>&1
             kill -KILL "$pid" 2> /dev/null
             break
         fi
         if [ "$RUNTIME" = podman ]; then
             # Podman sends the image's stop signal; asked again if the container did not
-            # exist yet (stopped while it started).
+            # exist yet (stopped while it started) or the request was killed.
             if [ -z "$soft" ] || ! kill -0 "$soft" 2> /dev/null; then
                 "$RUNTIME_BIN" stop --time "$(grace_now)" "$name" > /dev/null 2>&1 &
                 soft=$!
@@ -162,7 +178,12 @@ supervise() {  # supervise NAME POLICY: run the container, restarting it per POL
 
 on_stop() {  # on_stop WHY: stop every container (WHY: signal | deadline)
     signalled=1
-    [ -n "$stopping" ] && return 0
+    if [ -n "$stopping" ]; then
+        # Stopping already (the deadline): a SIGTERM now is the batch system ending the
+        # job, whose SIGKILL follows; the stoppers see it and shorten their grace period.
+        [ "$1" = signal ] && printf '%s\n' signal > stop
+        return 0
+    fi
     stopping=$1
     printf '%s\n' "$1" > stop
     record _job stop "$(now)" "$1"
