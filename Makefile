@@ -48,7 +48,9 @@ testbed-up: system-deps install kube-binaries
 testbed-down: install
 	$(BIN)/python -m vkpy.testing down
 
-clean: testbed-down
+# Also what the testbed keeps outside the clone (see the README); not the binaries' cache.
+clean: install
+	$(BIN)/python -m vkpy.testing purge
 	rm -rf .testbed $(VENV) .mypy_cache .pytest_cache .ruff_cache
 
 # The first thing to try: a Podman-backed node runs an example pod; logs via kubectl.

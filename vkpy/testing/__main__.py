@@ -1,4 +1,4 @@
-"""``python -m vkpy.testing up|down|binaries``: drive the testbed from a shell or a Makefile."""
+"""``python -m vkpy.testing up|down|purge|binaries``: drive the testbed from a shell or a Makefile."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _binaries() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vkpy.testing", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "binaries"))
+    parser.add_argument("command", choices=("up", "down", "purge", "binaries"))
     args = parser.parse_args(argv)
     testbed = Testbed()
     try:
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
             parts = ", ".join(f"{k} {v:.1f}s" for k, v in endpoints.timings.items())
             print(f"testbed up in {time.monotonic() - start:.1f}s ({parts})")
             print(f"use it with: . {testbed.state / 'env.sh'}")
+        elif args.command == "purge":
+            stopped = testbed.purge()
+            print(f"testbed purged: stopped {', '.join(stopped) or 'nothing'}")
         else:
             stopped = testbed.down()
             print(f"testbed down: stopped {', '.join(stopped) or 'nothing'}")

@@ -64,6 +64,16 @@ def ensure_user(name: str) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
 
 
+def remove_user(name: str) -> None:
+    """Remove ``name`` and its home, ending its processes first (rootless Podman's)."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return
+    subprocess.run(["pkill", "-KILL", "-u", name], check=False)
+    subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+
+
 def _keygen(path: Path) -> None:
     if not path.exists():
         subprocess.run(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,3 +146,12 @@ class Testbed:
         for leftover in self.supervisor.names():  # anything started by a later version
             self.supervisor.stop(leftover)
         return running
+
+    def purge(self) -> list[str]:
+        """`down`, then remove what the testbed keeps outside its state directory: the
+        shared Slurm and munge directory, and the login user with its home (its rootless
+        Podman storage). The Kubernetes binaries' cache stays."""
+        stopped = self.down()
+        shutil.rmtree(SHARED_DIR, ignore_errors=True)
+        sshd.remove_user(sshd.LOGIN_USER)
+        return stopped
