@@ -1,4 +1,4 @@
-"""``python -m vkpy.testing up|down|purge|binaries``: drive the testbed from a shell or a Makefile."""
+"""``python -m vkpy.testing up|down|purge|binaries``: the testbed from a shell or Makefile."""
 
 from __future__ import annotations
 
