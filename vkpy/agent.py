@@ -79,8 +79,9 @@ class Agent:
             if isinstance(backend, PodNotifier)
             else settings.status_poll_seconds,
             resync_seconds=settings.pod_resync_seconds,
+            allocatable=self._allocatable,
         )
-        self.reporter = NodeReporter(
+        self.reporter: NodeReporter = NodeReporter(
             kube,
             settings.node,
             self.identity,
@@ -109,6 +110,9 @@ class Agent:
         self._health_seen: Health | None = None
         self._capacity: tuple[float, dict[str, str]] | None = None
         self.stopping = asyncio.Event()
+
+    def _allocatable(self) -> dict[str, str]:
+        return self.reporter.allocatable
 
     async def _health(self) -> Health:
         try:

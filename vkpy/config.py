@@ -57,6 +57,13 @@ class NodeConfig(_Strict):
         default_factory=list,
         description="Taints added to the default virtual-kubelet.io/provider=<backend> one.",
     )
+    provider_taint: bool = Field(
+        default=True,
+        description="Whether the node has the virtual-kubelet.io/provider=<backend>:NoSchedule "
+        "taint. Turn it off only for a node that should take every pod (a cluster given "
+        "to one backend, conformance tests): ordinary pods and DaemonSets then land on it, "
+        "and any that the backend cannot run fail.",
+    )
     capacity: dict[str, str] = Field(
         default_factory=lambda: {"cpu": "8", "memory": "32Gi", "pods": "110"},
         description="Capacity the node advertises when the backend reports none "

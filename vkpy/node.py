@@ -62,7 +62,7 @@ def labels(config: NodeConfig, backend_kind: str) -> dict[str, str]:
 
 def taints(config: NodeConfig, backend_kind: str) -> list[JSON]:
     own = [{"key": PROVIDER_TAINT, "value": backend_kind, "effect": "NoSchedule"}]
-    return own + [t.model_dump() for t in config.taints]
+    return (own if config.provider_taint else []) + [t.model_dump() for t in config.taints]
 
 
 def capacity(config: NodeConfig, reported: Capacity | None) -> dict[str, str]:
@@ -144,9 +144,11 @@ def node_object(config: NodeConfig, identity: NodeIdentity, status: JSON) -> JSO
 
 
 def merged_taints(current: list[JSON], wanted: list[JSON]) -> list[JSON]:
-    """Ours added or updated by key and effect; taints others own (unreachable...) kept."""
+    """Ours added or updated by key and effect; taints others own (unreachable...) kept.
+    The provider taint is always ours: gone from ``current`` once it is turned off."""
     ours = {(t["key"], t["effect"]) for t in wanted}
-    return [t for t in current if (t["key"], t.get("effect")) not in ours] + wanted
+    kept = [t for t in current if (t["key"], t.get("effect")) not in ours]
+    return [t for t in kept if t["key"] != PROVIDER_TAINT] + wanted
 
 
 def _significant(status: JSON) -> JSON:
@@ -183,6 +185,11 @@ class NodeReporter:
     @property
     def path(self) -> str:
         return f"/api/v1/nodes/{self.identity.name}"
+
+    @property
+    def allocatable(self) -> dict[str, str]:
+        """What the node offered in the status last written."""
+        return dict((self._written or {}).get("allocatable") or {})
 
     def poke(self) -> None:
         """Write the status soon: something it reports has changed."""

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +72,16 @@ class Tracked:
     worker: asyncio.Task[None] | None = None
     announced: set[str] = field(default_factory=set)  # events already emitted
     deleted: bool = False  # the final grace-0 delete was sent
+    # Kept from the first API object (or backend record) seen, so that every log line,
+    # the last one after the API object is gone included, names the pod.
+    namespace: str = ""
+    name: str = ""
+
+    def remember_name(self) -> None:
+        meta = (self.pod or {}).get("metadata") or {}
+        run = self.run
+        self.namespace = meta.get("namespace") or self.namespace or (run.namespace if run else "")
+        self.name = meta.get("name") or self.name or (run.name if run else "")
 
 
 class PodLog(logging.LoggerAdapter[logging.Logger]):
@@ -84,13 +95,13 @@ class PodLog(logging.LoggerAdapter[logging.Logger]):
 
 
 def pod_log(entry: Tracked, uid: str) -> PodLog:
-    meta = (entry.pod or {}).get("metadata") or {}
+    entry.remember_name()
     run = entry.run
     return PodLog(
         logger,
         {
-            "pod_namespace": meta.get("namespace") or (run.namespace if run else ""),
-            "pod_name": meta.get("name") or (run.name if run else ""),
+            "pod_namespace": entry.namespace,
+            "pod_name": entry.name,
             "pod_uid": uid,
             "job_id": run.job_id if run else "",
         },
@@ -124,8 +135,10 @@ class PodController:
         node_ip: str,
         poll_seconds: float,
         resync_seconds: float,
+        allocatable: Callable[[], dict[str, str]] = dict,
     ) -> None:
         self.kube = kube
+        self.allocatable = allocatable  # the node's, as last written to its status
         self.backend = backend
         self.events = events
         self.node_name = node_name
@@ -185,17 +198,20 @@ class PodController:
         entry = self.tracked.get(uid)
         if entry is None:
             entry = self.tracked[uid] = Tracked(pod=pod)
+            entry.remember_name()
             adopted = self.orphans.pop(uid, None)
             if adopted is not None:
                 entry.run, entry.created = adopted, True
                 pod_log(entry, uid).info("adopted from the backend (job %s)", adopted.job_id)
         else:
             entry.pod = pod
+            entry.remember_name()
         self.mark(uid)
 
     def _track_orphan(self, uid: str) -> None:
         run = self.orphans.pop(uid)
         self.tracked[uid] = Tracked(pod=None, run=run, created=True)
+        self.tracked[uid].remember_name()
         logger.info(
             "backend pod %s/%s (%s) has no pod in the API: removing it",
             run.namespace,
@@ -317,7 +333,7 @@ class PodController:
         entry.started = entry.started or datetime.now(UTC)
         try:
             sources = await fetch_sources(self.kube, pod)
-            spec = pod_spec(pod, sources, node_ip=self.node_ip)
+            spec = pod_spec(pod, sources, node_ip=self.node_ip, allocatable=self.allocatable())
             with backend_call("create"):
                 await self.backend.create(spec)
         except PodConfigError as exc:
@@ -338,6 +354,15 @@ class PodController:
         except BackendUnavailable as exc:
             entry.waiting = Waiting("ProviderFailed", str(exc))
             self.events.pod(pod, "Warning", "ProviderFailed", str(exc))
+            self._retry_later(uid, entry)
+            return
+        except Exception as exc:  # a defect, in vkpy or below: said on the pod, retried
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            pod_log(entry, uid).exception("creating the pod failed unexpectedly")
+            # The kubelet's waiting reason when creating a container fails for a reason
+            # it has no name for (pkg/kubelet/container/sync_result.go).
+            entry.waiting = Waiting("CreateContainerError", message)
+            self.events.pod(pod, "Warning", "Failed", f"Error: {message}")
             self._retry_later(uid, entry)
             return
         entry.created, entry.waiting, entry.attempts = True, None, 0

@@ -50,13 +50,21 @@ def _compact(values: JSON) -> JSON:
     return {k: v for k, v in values.items() if v not in ("", None)}
 
 
-def _container_status(spec: JSON, seen: ContainerStatus | None, default: Waiting) -> JSON:
+def _container_status(
+    spec: JSON, seen: ContainerStatus | None, default: Waiting, *, init: bool = False
+) -> JSON:
     state = seen.state if seen is not None else default
+    # An init container is ready once it completed (pkg/kubelet/prober/prober_manager.go,
+    # UpdatePodStatus); an app container while it runs (vkpy runs no probes).
+    if init:
+        ready = isinstance(state, Terminated) and state.exit_code == 0
+    else:
+        ready = isinstance(state, Running)
     status: JSON = {
         "name": spec["name"],
         "image": spec.get("image", ""),
         "imageID": seen.image_id if seen is not None else "",
-        "ready": isinstance(state, Running),
+        "ready": ready,
         "restartCount": seen.restart_count if seen is not None else 0,
         "started": isinstance(state, Running),
         "state": _state(state),
@@ -128,7 +136,15 @@ def phase(pod: JSON, run: PodRun | None) -> str:  # noqa: PLR0912 - the kubelet'
     return "Pending"
 
 
-def _condition(kind: str, ok: bool, now: str, previous: dict[str, JSON], reason: str = "") -> JSON:
+def _condition(
+    kind: str,
+    ok: bool,
+    now: str,
+    previous: dict[str, JSON],
+    *,
+    reason: str = "",
+    message: str = "",
+) -> JSON:
     value = "True" if ok else "False"
     before = previous.get(kind)
     since = before["lastTransitionTime"] if before and before.get("status") == value else now
@@ -140,7 +156,36 @@ def _condition(kind: str, ok: bool, now: str, previous: dict[str, JSON], reason:
     }
     if reason and not ok:
         condition["reason"] = reason
+        if message:
+            condition["message"] = message
     return condition
+
+
+def _names(names: list[str]) -> str:
+    """A list of names as Go's %s prints a []string: ``[a b]``."""
+    return f"[{' '.join(names)}]"
+
+
+def _conditions(
+    pod_phase: str, run: PodRun | None, init: list[JSON], apps: list[JSON]
+) -> list[tuple[str, bool, str, str]]:
+    """Initialized, Ready and ContainersReady as (type, ok, reason, message), from the
+    container statuses written (pkg/kubelet/status/generate.go)."""
+    incomplete = [c["name"] for c in init if not c["ready"]]  # isInitContainerInitialized
+    app_started = any(c["started"] or "terminated" in c["state"] for c in apps)
+    if not init or app_started or pod_phase == "Succeeded" or not incomplete:
+        initialized = ("Initialized", True, "", "")
+    else:
+        message = f"containers with incomplete status: {_names(incomplete)}"
+        initialized = ("Initialized", False, "ContainersNotInitialized", message)
+    unready = [c["name"] for c in apps if not c["ready"]]
+    if pod_phase in TERMINAL_PHASES:  # generateContainersReadyConditionForTerminalPhase
+        ready = (False, "PodCompleted" if pod_phase == "Succeeded" else "PodFailed", "")
+    elif unready or not apps:
+        ready = (False, "ContainersNotReady", f"containers with unready status: {_names(unready)}")
+    else:
+        ready = (True, "", "")
+    return [initialized, ("Ready", *ready), ("ContainersReady", *ready)]
 
 
 def pod_status(pod: JSON, seen: Observation, now: datetime) -> JSON:
@@ -153,27 +198,26 @@ def pod_status(pod: JSON, seen: Observation, now: datetime) -> JSON:
     init_specs = spec.get("initContainers") or []
     init_seen = _by_name(run.init_containers) if run else {}
     app_seen = _by_name(run.containers) if run else {}
-    initialized = all(_succeeded(init_seen.get(c["name"])) for c in init_specs)
-    not_started = seen.waiting or Waiting("ContainerCreating")
+    # A container without a status yet waits as ContainerCreating, or PodInitializing in
+    # a pod with init containers, init containers included (convertToAPIContainerStatuses
+    # in pkg/kubelet/kubelet_pods.go). A reason the agent knows (image pull, config) wins.
+    not_started = seen.waiting or Waiting("PodInitializing" if init_specs else "ContainerCreating")
     init_statuses = [
-        _container_status(c, init_seen.get(c["name"]), not_started) for c in init_specs
+        _container_status(c, init_seen.get(c["name"]), not_started, init=True) for c in init_specs
     ]
+    initialized = all(_succeeded(init_seen.get(c["name"])) for c in init_specs)
     app_default = not_started if initialized else Waiting("PodInitializing")
     app_statuses = [
         _container_status(c, app_seen.get(c["name"]), app_default)
         for c in spec.get("containers") or []
     ]
-    terminal = pod_phase in TERMINAL_PHASES
-    all_ready = bool(app_statuses) and all(s["ready"] for s in app_statuses) and not terminal
     previous = {c["type"]: c for c in old.get("conditions") or []}
-    not_ready_reason = "PodCompleted" if terminal else "ContainersNotReady"
-    conditions = [
-        _condition("PodReadyToStartContainers", run is not None, stamp, previous),
-        _condition("Initialized", initialized, stamp, previous, "ContainersNotInitialized"),
-        _condition("Ready", all_ready, stamp, previous, not_ready_reason),
-        _condition("ContainersReady", all_ready, stamp, previous, not_ready_reason),
-        previous.get("PodScheduled") or _condition("PodScheduled", True, stamp, previous),
-    ]
+    conditions = [_condition("PodReadyToStartContainers", run is not None, stamp, previous)]
+    for kind, ok, reason, message in _conditions(pod_phase, run, init_statuses, app_statuses):
+        conditions.append(_condition(kind, ok, stamp, previous, reason=reason, message=message))
+    conditions.append(
+        previous.get("PodScheduled") or _condition("PodScheduled", True, stamp, previous)
+    )
     status: JSON = {
         "phase": pod_phase,
         "conditions": conditions,

@@ -194,20 +194,39 @@ def field_value(pod: JSON, path: str, node_ip: str) -> str:
     raise UnsupportedPodFeature(f"downward API field {path!r} is not supported")
 
 
-def _resource_value(container: JSON, ref: JSON) -> str:
+@dataclass(frozen=True)
+class NodeFacts:
+    """What resolving a pod needs to know of its node."""
+
+    ip: str
+    allocatable: dict[str, str] = field(default_factory=dict)  # quantities, as in Node status
+
+
+# A resourceFieldRef to a limit the container does not set reads the node's allocatable;
+# to a request it does not set, 0 (pkg/kubelet/kubelet_pods.go with
+# pkg/api/v1/resource/helpers.go: MergeContainerResourceLimits, ExtractContainerResourceValue).
+_LIMIT_DEFAULTS = ("cpu", "memory", "ephemeral-storage")
+
+
+def _resource_value(container: JSON, ref: JSON, node: NodeFacts) -> str:
     resource = ref["resource"]
     kind, _, name = resource.partition(".")
-    resources = container.get("resources") or {}
-    raw = (resources.get(kind) or {}).get(name)
+    raw = ((container.get("resources") or {}).get(kind) or {}).get(name)
+    if raw is None and kind == "limits" and name in _LIMIT_DEFAULTS:
+        raw = node.allocatable.get(name)
     if raw is None and kind == "limits":
-        raw = (resources.get("requests") or {}).get(name)
-    if raw is None:
         raise UnsupportedPodFeature(
-            f"resourceFieldRef {resource} of container {container['name']} has no value "
-            "(node allocatable defaults are not supported)"
+            f"resourceFieldRef {resource} of container {container['name']} has no value: "
+            f"the container sets no limit and the node reports no allocatable {name}"
         )
-    divisor = parse_quantity(ref.get("divisor", "1"))
-    return str(int((parse_quantity(raw) / divisor).to_integral_value(ROUND_CEILING)))
+    # The apiserver may store an unset divisor as "0"; the kubelet takes 0 as 1
+    # (ExtractContainerResourceValue).
+    divisor = parse_quantity(ref.get("divisor") or "1") or Decimal(1)
+    if name == "cpu":  # the kubelet divides milli-values: a limit of 250m over 1 is 1
+        value = parse_quantity(raw or "0") / divisor
+    else:
+        value = Decimal(int(parse_quantity(raw or "0").to_integral_value(ROUND_CEILING))) / divisor
+    return str(int(value.to_integral_value(ROUND_CEILING)))
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -222,7 +241,7 @@ def expand(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", replace, text)
 
 
-def _env(pod: JSON, container: JSON, sources: Sources, node_ip: str) -> dict[str, str]:
+def _env(pod: JSON, container: JSON, sources: Sources, node: NodeFacts) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in container.get("envFrom") or []:
         prefix = item.get("prefix", "")
@@ -239,9 +258,9 @@ def _env(pod: JSON, container: JSON, sources: Sources, node_ip: str) -> dict[str
         if source is None:
             env[name] = expand(var.get("value", ""), env)
         elif "fieldRef" in source:
-            env[name] = field_value(pod, source["fieldRef"]["fieldPath"], node_ip)
+            env[name] = field_value(pod, source["fieldRef"]["fieldPath"], node.ip)
         elif "resourceFieldRef" in source:
-            env[name] = _resource_value(container, source["resourceFieldRef"])
+            env[name] = _resource_value(container, source["resourceFieldRef"], node)
         elif "configMapKeyRef" in source or "secretKeyRef" in source:
             secret = "secretKeyRef" in source
             ref = source["secretKeyRef" if secret else "configMapKeyRef"]
@@ -274,20 +293,20 @@ def _key_files(
     return files
 
 
-def _downward_files(pod: JSON, items: list[JSON], mode: int, node_ip: str) -> list[File]:
+def _downward_files(pod: JSON, items: list[JSON], mode: int, node: NodeFacts) -> list[File]:
     files = []
     containers = {c["name"]: c for c in _all_containers(pod)}
     for item in items:
         if "fieldRef" in item:
-            value = field_value(pod, item["fieldRef"]["fieldPath"], node_ip)
+            value = field_value(pod, item["fieldRef"]["fieldPath"], node.ip)
         else:
             ref = item["resourceFieldRef"]
-            value = _resource_value(containers[ref["containerName"]], ref)
+            value = _resource_value(containers[ref["containerName"]], ref, node)
         files.append(File(item["path"], value.encode(), int(item.get("mode", mode))))
     return files
 
 
-def _projected(pod: JSON, volume: JSON, sources: Sources, node_ip: str) -> Volume:
+def _projected(pod: JSON, volume: JSON, sources: Sources, node: NodeFacts) -> Volume:
     projected = volume["projected"]
     mode = int(projected.get("defaultMode", 0o644))
     files: list[File] = []
@@ -309,7 +328,7 @@ def _projected(pod: JSON, volume: JSON, sources: Sources, node_ip: str) -> Volum
                     _data(obj, secret=True), ref.get("items"), mode, f"secret {ref['name']}"
                 )
         elif "downwardAPI" in source:
-            files += _downward_files(pod, source["downwardAPI"].get("items") or [], mode, node_ip)
+            files += _downward_files(pod, source["downwardAPI"].get("items") or [], mode, node)
         elif "serviceAccountToken" in source:
             token = source["serviceAccountToken"]
             key = (
@@ -325,7 +344,7 @@ def _projected(pod: JSON, volume: JSON, sources: Sources, node_ip: str) -> Volum
     return Volume(volume["name"], "files", tuple(files), sensitive=sensitive)
 
 
-def _volume(pod: JSON, volume: JSON, sources: Sources, node_ip: str) -> Volume:
+def _volume(pod: JSON, volume: JSON, sources: Sources, node: NodeFacts) -> Volume:
     name = volume["name"]
     if "emptyDir" in volume:
         empty = volume["emptyDir"] or {}
@@ -358,11 +377,11 @@ def _volume(pod: JSON, volume: JSON, sources: Sources, node_ip: str) -> Volume:
     if "downwardAPI" in volume:
         downward = volume["downwardAPI"]
         files = _downward_files(
-            pod, downward.get("items") or [], int(downward.get("defaultMode", 0o644)), node_ip
+            pod, downward.get("items") or [], int(downward.get("defaultMode", 0o644)), node
         )
         return Volume(name, "files", tuple(files))
     if "projected" in volume:
-        return _projected(pod, volume, sources, node_ip)
+        return _projected(pod, volume, sources, node)
     kinds = sorted(k for k in volume if k != "name")
     raise UnsupportedPodFeature(
         f"volume {name}: type {', '.join(kinds)} is not supported "
@@ -386,14 +405,14 @@ def _resources(container: JSON) -> Resources:
     )
 
 
-def _container(pod: JSON, container: JSON, sources: Sources, node_ip: str) -> Container:
+def _container(pod: JSON, container: JSON, sources: Sources, node: NodeFacts) -> Container:
     name = container["name"]
     for key, what in _UNSUPPORTED_CONTAINER_FIELDS.items():
         if container.get(key):
             raise UnsupportedPodFeature(f"container {name}: {what} are not supported")
     if container.get("restartPolicy"):
         raise UnsupportedPodFeature(f"container {name}: sidecar containers are not supported")
-    env = _env(pod, container, sources, node_ip)
+    env = _env(pod, container, sources, node)
     mounts = tuple(
         Mount(m["name"], m["mountPath"], bool(m.get("readOnly")), m.get("subPath", ""))
         for m in container.get("volumeMounts") or []
@@ -412,16 +431,20 @@ def _container(pod: JSON, container: JSON, sources: Sources, node_ip: str) -> Co
     )
 
 
-def pod_spec(pod: JSON, sources: Sources, *, node_ip: str) -> PodSpec:
-    """The backend's view of ``pod``; raises UnsupportedPodFeature or PodConfigError."""
+def pod_spec(
+    pod: JSON, sources: Sources, *, node_ip: str, allocatable: dict[str, str] | None = None
+) -> PodSpec:
+    """The backend's view of ``pod`` on a node at ``node_ip`` offering ``allocatable``;
+    raises UnsupportedPodFeature or PodConfigError."""
     spec, meta = pod["spec"], pod["metadata"]
+    node = NodeFacts(node_ip, dict(allocatable or {}))
     for key, what in _UNSUPPORTED_POD_FIELDS.items():
         if spec.get(key):
             raise UnsupportedPodFeature(f"{what} is not supported")
-    volumes = tuple(_volume(pod, v, sources, node_ip) for v in spec.get("volumes") or [])
+    volumes = tuple(_volume(pod, v, sources, node) for v in spec.get("volumes") or [])
     known = {v.name for v in volumes}
-    containers = [_container(pod, c, sources, node_ip) for c in spec.get("containers") or []]
-    init = [_container(pod, c, sources, node_ip) for c in spec.get("initContainers") or []]
+    containers = [_container(pod, c, sources, node) for c in spec.get("containers") or []]
+    init = [_container(pod, c, sources, node) for c in spec.get("initContainers") or []]
     for container in containers + init:
         for mount in container.mounts:
             if mount.volume not in known:

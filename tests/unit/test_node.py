@@ -83,3 +83,18 @@ def test_merged_taints_keep_what_others_added():
     old_own = {"key": "virtual-kubelet.io/provider", "value": "podman", "effect": "NoSchedule"}
     new_own = {"key": "virtual-kubelet.io/provider", "value": "slurm", "effect": "NoSchedule"}
     assert merged_taints([unreachable, old_own], [new_own]) == [unreachable, new_own]
+
+
+def test_the_provider_taint_can_be_turned_off_and_is_then_removed():
+    config = NodeConfig(
+        provider_taint=False, taints=[{"key": "site/gpu", "value": "yes", "effect": "NoSchedule"}]
+    )
+    wanted = taints(config, "podman")
+    assert wanted == [{"key": "site/gpu", "value": "yes", "effect": "NoSchedule"}]
+    registered = [
+        {"key": "virtual-kubelet.io/provider", "value": "podman", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+    ]
+    assert merged_taints(registered, wanted) == [registered[1], *wanted]
+    assert NodeConfig().provider_taint is True
+    assert taints(NodeConfig(taints=[]), "slurm")[0]["key"] == "virtual-kubelet.io/provider"

@@ -96,7 +96,9 @@ def test_status_of_a_finished_pod():
     assert main["ready"] is False
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Ready"]["status"] == "False"
-    assert conditions["Ready"]["reason"] == "PodCompleted"
+    # A failed pod's, as generateContainersReadyConditionForTerminalPhase says (a
+    # succeeded pod's is PodCompleted).
+    assert conditions["Ready"]["reason"] == "PodFailed"
     assert conditions["PodScheduled"]["lastTransitionTime"] == "2026-11-25T11:00:00Z"
     assert status["hostIP"] == "10.1.1.1"
 
@@ -135,3 +137,54 @@ def test_transition_times_are_kept_while_a_condition_holds():
     later = pod_status({**pod(), "status": first}, seen, datetime(2026, 11, 25, 13, 0, tzinfo=UTC))
     ready = {c["type"]: c for c in later["conditions"]}["Ready"]
     assert ready["lastTransitionTime"] == "2026-11-25T12:00:00Z"
+
+
+def conditions_of(status):
+    return {
+        c["type"]: (c["status"], c.get("reason", ""), c.get("message", ""))
+        for c in status["conditions"]
+    }
+
+
+def test_init_containers_as_the_kubelet_reports_them():
+    """pkg/kubelet/kubelet_pods.go (convertToAPIContainerStatuses) and
+    pkg/kubelet/status/generate.go."""
+    p = pod(init=("fetch", "setup"))
+    seen = Observation(run=run(init=[done("fetch", 0), running("setup")]), node_ip="10.1.1.1")
+    status = pod_status(p, seen, NOW)
+    fetch, setup = status["initContainerStatuses"]
+    assert fetch["ready"] is True and fetch["state"]["terminated"]["exitCode"] == 0
+    assert setup["ready"] is False and "running" in setup["state"]
+    (main,) = status["containerStatuses"]
+    assert main["state"] == {"waiting": {"reason": "PodInitializing"}}
+    conditions = conditions_of(status)
+    assert conditions["Initialized"] == (
+        "False",
+        "ContainersNotInitialized",
+        "containers with incomplete status: [setup]",
+    )
+    assert conditions["Ready"] == (
+        "False",
+        "ContainersNotReady",
+        "containers with unready status: [main]",
+    )
+    assert conditions["ContainersReady"] == conditions["Ready"]
+
+
+def test_init_containers_not_started_wait_as_pod_initializing():
+    status = pod_status(pod(init=("fetch",)), Observation(run=run()), NOW)
+    assert status["initContainerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    assert conditions_of(status)["Initialized"][2] == "containers with incomplete status: [fetch]"
+    # Without init containers, containers not created yet wait as ContainerCreating.
+    plain = pod_status(pod(), Observation(run=run()), NOW)
+    assert plain["containerStatuses"][0]["state"] == {"waiting": {"reason": "ContainerCreating"}}
+
+
+def test_a_succeeded_pod_is_initialized_and_completed():
+    p = pod(init=("fetch",))
+    status = pod_status(p, Observation(run=run(done("main", 0), init=[done("fetch", 0)])), NOW)
+    assert status["phase"] == "Succeeded"
+    conditions = conditions_of(status)
+    assert conditions["Initialized"] == ("True", "", "")
+    assert conditions["Ready"] == ("False", "PodCompleted", "")
+    assert status["initContainerStatuses"][0]["ready"] is True

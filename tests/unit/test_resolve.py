@@ -189,3 +189,51 @@ def test_references_and_tokens_are_collected():
 def test_expand_matches_kubernetes():
     env = {"A": "1"}
     assert expand("$(A)$(B)$$(A)$$$(A)", env) == "1$(B)$(A)$1"
+
+
+def resource_env(resources, *refs):
+    """The values of one env variable per ``(resource, divisor)`` in ``refs``."""
+    env = [
+        {
+            "name": f"V{i}",
+            "valueFrom": {"resourceFieldRef": {"resource": r, **({"divisor": d} if d else {})}},
+        }
+        for i, (r, d) in enumerate(refs)
+    ]
+    container = {"name": "main", "image": "b", "env": env, "resources": resources}
+    allocatable = {"cpu": "64", "memory": "256Gi", "ephemeral-storage": "1Ti", "pods": "110"}
+    spec = pod_spec(
+        make_pod(containers=[container]), SOURCES, node_ip="10.0.0.9", allocatable=allocatable
+    )
+    return [e.value for e in spec.containers[0].env]
+
+
+def test_a_zero_divisor_counts_as_one_as_the_kubelet_does():
+    limits = {"limits": {"cpu": "250m", "memory": "64Mi"}}
+    assert resource_env(limits, ("limits.cpu", "0"), ("limits.memory", "0")) == [
+        "1",
+        str(64 * 2**20),
+    ]
+    # A downward-API file of the same.
+    item = {
+        "path": "mem",
+        "resourceFieldRef": {"containerName": "main", "resource": "limits.memory", "divisor": "0"},
+    }
+    pod = make_pod(
+        containers=[{"name": "main", "image": "b", "resources": limits}],
+        volumes=[{"name": "info", "downwardAPI": {"items": [item]}}],
+    )
+    (volume,) = pod_spec(pod, SOURCES, node_ip="10.0.0.9").volumes
+    assert volume.files[0].content == str(64 * 2**20).encode()
+
+
+def test_limits_not_set_read_the_nodes_allocatable_and_requests_not_set_are_zero():
+    values = resource_env(
+        {"requests": {"cpu": "500m", "memory": "1Gi"}},
+        ("limits.cpu", None),
+        ("limits.memory", "1Gi"),
+        ("limits.ephemeral-storage", "1Gi"),
+        ("requests.cpu", "1m"),
+        ("requests.ephemeral-storage", None),
+    )
+    assert values == ["64", "256", "1024", "500", "0"]
