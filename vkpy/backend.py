@@ -65,7 +65,7 @@ class Volume:
     name: str
     kind: Literal["emptyDir", "files", "hostPath"]
     files: tuple[File, ...] = ()
-    sensitive: bool = False  # holds secret data: files 0600, never logged
+    sensitive: bool = False  # holds secret data: never logged
     host_path: str | None = None
     medium: Literal["", "Memory"] = ""
     size_limit_bytes: int | None = None
@@ -116,6 +116,7 @@ class PodSpec:
     termination_grace_period_seconds: int = 30
     annotations: Mapping[str, str] = field(default_factory=dict, hash=False)
     host_network: bool = False
+    fs_group: int | None = None  # securityContext.fsGroup: owns the volumes' files
 
     @property
     def key(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -369,11 +369,12 @@ def _volume(pod: JSON, volume: JSON, sources: Sources, node: NodeFacts) -> Volum
         ref = volume["secret"]
         obj = sources.secrets.get(ref["secretName"])
         data = _data(obj, secret=True) if obj else {}
-        # Secret files are owner-only whatever defaultMode asks for: never world-readable.
-        mode = int(ref.get("defaultMode", 0o600)) & 0o700 or 0o600
+        # The pod's modes, 0644 by default, as the kubelet writes them: a container whose
+        # user is not root must read its secret. The backends keep the files from other
+        # users of the host by the pod's private directory (as /var/lib/kubelet/pods is).
+        mode = int(ref.get("defaultMode", 0o644))
         files = _key_files(data, ref.get("items"), mode, f"secret {ref['secretName']}")
-        owner_only = tuple(replace(f, mode=(f.mode & 0o700) or 0o600) for f in files)
-        return Volume(name, "files", owner_only, sensitive=True)
+        return Volume(name, "files", tuple(files), sensitive=True)
     if "downwardAPI" in volume:
         downward = volume["downwardAPI"]
         files = _downward_files(
@@ -463,4 +464,5 @@ def pod_spec(
         termination_grace_period_seconds=int(spec.get("terminationGracePeriodSeconds", 30)),
         annotations=dict(meta.get("annotations") or {}),
         host_network=bool(spec.get("hostNetwork")),
+        fs_group=(spec.get("securityContext") or {}).get("fsGroup"),
     )

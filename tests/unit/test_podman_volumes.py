@@ -1,4 +1,6 @@
+import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -68,7 +70,7 @@ def test_a_symlink_out_of_an_allowed_directory_is_refused(tmp_path):
         )
 
 
-def test_stage_writes_files_with_private_modes_for_secrets(tmp_path):
+def test_stage_writes_files_with_the_pods_modes_in_a_private_directory(tmp_path):
     spec = pod(
         Volume("cfg", "files", files=(File("a.conf", b"x=1\n", mode=0o640),
                                        File("deep/er/b", b"\x00\xff"))),
@@ -85,8 +87,9 @@ def test_stage_writes_files_with_private_modes_for_secrets(tmp_path):
     assert mode(root / "cfg" / "a.conf") == 0o640
     assert (root / "cfg" / "deep" / "er" / "b").read_bytes() == b"\x00\xff"
     assert mode(root / "cfg") == 0o755
-    assert mode(root / "sec") == 0o700
-    assert mode(root / "sec" / "token") == 0o600
+    assert mode(root) == 0o700  # other users of the host never get in
+    assert mode(root / "sec") == 0o755
+    assert mode(root / "sec" / "token") == 0o644
     assert mode(root / "scratch") == 0o777
     assert (root / "scratch" / "made" / "for" / "me").is_dir()
 
@@ -116,3 +119,18 @@ def test_remove_is_idempotent(tmp_path):
     volumes.remove(tmp_path / "p", tmp_path / "m")
     assert not (tmp_path / "p").exists() and not (tmp_path / "m").exists()
     volumes.remove(tmp_path / "p", tmp_path / "m")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root gives files to another group")
+def test_fs_group_owns_the_files_and_may_read_them(tmp_path):
+    spec = replace(
+        pod(Volume("sec", "files", files=(File("d/token", b"t", mode=0o600),), sensitive=True)),
+        fs_group=4242,
+    )
+    pod_dir = tmp_path / "state" / "uid-1"
+    planned = volumes.plan(spec, pod_dir=pod_dir, memory_dir=tmp_path / "m", allowed_host_paths=[])
+    volumes.stage(spec, planned, pod_dir=pod_dir)
+    root = pod_dir / "volumes" / "sec"
+    for path, wanted in ((root, 0o2755), (root / "d", 0o2755), (root / "d" / "token", 0o640)):
+        assert (path.stat().st_gid, mode(path)) == (4242, wanted), path
+    assert mode(pod_dir) == 0o700

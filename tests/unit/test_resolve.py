@@ -80,13 +80,21 @@ def test_env_from_values_configmaps_secrets_and_the_downward_api():
     assert "s3cr3t" not in repr(spec)
 
 
-def test_volumes_become_files_and_secrets_are_owner_only():
+def test_volumes_become_files_with_the_pods_modes():
     volumes = [
         {
             "name": "cfg",
             "configMap": {"name": "settings", "items": [{"key": "file.txt", "path": "f.txt"}]},
         },
-        {"name": "sec", "secret": {"secretName": "creds", "defaultMode": 0o644}},
+        {"name": "sec", "secret": {"secretName": "creds", "defaultMode": 0o440}},
+        {
+            "name": "picked",
+            "secret": {
+                "secretName": "creds",
+                "items": [{"key": "key", "path": "k", "mode": 0o400}],
+            },
+        },
+        {"name": "plain", "secret": {"secretName": "creds"}},
         {
             "name": "meta",
             "downwardAPI": {
@@ -108,7 +116,11 @@ def test_volumes_become_files_and_secrets_are_owner_only():
     by_name = {v.name: v for v in spec.volumes}
     assert [(f.path, f.content) for f in by_name["cfg"].files] == [("f.txt", b"hello")]
     assert by_name["sec"].sensitive
-    assert {f.mode for f in by_name["sec"].files} == {0o600}
+    # The kubelet's modes: defaultMode, an item's own mode, else 0644 (a container user
+    # who is not root must read its secret).
+    assert {f.mode for f in by_name["sec"].files} == {0o440}
+    assert [(f.path, f.mode) for f in by_name["picked"].files] == [("k", 0o400)]
+    assert {f.mode for f in by_name["plain"].files} == {0o644}
     assert by_name["meta"].files[0].content == b'app="web"\ntier="x"'
     token = {f.path: f for f in by_name["token"].files}
     assert token["token"].content == b"token-value"

@@ -184,7 +184,7 @@ def test_render_stages_a_private_work_directory(tmp_path, fake_runtime):
     assert modes[f"{submission.pod_dir}/volumes/scratch"] == 0o777
     files = {f.path.removeprefix(submission.pod_dir + "/"): f for f in submission.files}
     assert (
-        files["volumes/token/t"].mode == 0o600 and files["volumes/token/t"].data == b"s3cr3t-\x00"
+        files["volumes/token/t"].mode == 0o644 and files["volumes/token/t"].data == b"s3cr3t-\x00"
     )
     assert files["volumes/config/deep/er/b"].mode == 0o640
     assert files["spec/main.argv"].mode == files["spec/main.env"].mode == 0o600
@@ -516,7 +516,8 @@ def test_staged_modes_on_disk(tmp_path, fake_runtime):
     finally:
         os.umask(previous)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    assert stat.S_IMODE((directory / "volumes" / "s" / "k").stat().st_mode) == 0o600
+    # The secret's mode is the pod's; the directory above it keeps others out.
+    assert stat.S_IMODE((directory / "volumes" / "s" / "k").stat().st_mode) == 0o644
     assert stat.S_IMODE((directory / "spec" / "main.env").stat().st_mode) == 0o600
 
 

@@ -112,7 +112,7 @@ class HTCondorBackend(JobBackend):
             transfer=self.config.file_transfer == "transfer",
         )
         sub = f"{prepared.pod_dir}/job.sub"
-        files = (*prepared.files, script.StagedFile(sub, description.encode(), script.SECRET_MODE))
+        files = (*prepared.files, script.StagedFile(sub, description.encode(), script.PRIVATE_MODE))
         log = pod_log(pod.uid, pod.namespace, pod.name)
         async with self._lock(pod.uid):
             job_id_file = f"{layout.status(pod.uid)}/{naming.JOB_ID}"

@@ -199,6 +199,8 @@ def container_body(
         body["env"] = {var.name: var.value for var in container.env}  # the last one wins
     if container.mounts:
         body["mounts"] = mounts(container, volumes)
+    if pod.fs_group is not None:  # the group the volumes' files belong to
+        body["groups"] = [str(pod.fs_group)]
     limits = resource_limits(container)
     if limits:
         body["resource_limits"] = limits

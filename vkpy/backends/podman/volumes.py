@@ -4,11 +4,16 @@ Layout, one directory per pod UID under the configured state directory::
 
     <state>/<uid>/                  0700, root of everything the pod keeps on the host
         containers.json             0600, container create bodies (env values included)
-        volumes/<volume>/           emptyDir (0777) or staged files (0755; 0700 if secret)
+        volumes/<volume>/           emptyDir (0777) or staged files (0755)
     <memory_dir>/<uid>/<volume>/    emptyDir with medium Memory, on a tmpfs
 
-Files of ``sensitive`` volumes are written 0600; file contents and env values are never
-logged. hostPath volumes are bind-mounted where they are, and only from under the
+Files get the modes the pod gives them (0644 unless it says otherwise), as the kubelet
+writes them, so that a container user who is not root can read its own secret; other
+users of the host are kept out by the pod's 0700 directory, as the kubelet's are by
+/var/lib/kubelet/pods. With ``fsGroup`` the volumes' files and directories belong to that
+group and are group-readable (the kubelet's SetVolumeOwnership), and the containers get it
+as a supplementary group. File contents and env values are never logged. hostPath volumes
+are bind-mounted where they are, and only from under the
 configured allowed directories (symlinks resolved before the check).
 """
 
@@ -32,8 +37,8 @@ SPECS = "containers.json"
 POD_DIR_MODE = 0o700
 EMPTY_DIR_MODE = 0o777
 FILES_DIR_MODE = 0o755
-SECRET_DIR_MODE = 0o700
-SECRET_FILE_MODE = 0o600
+GROUP_READ = 0o440  # added for fsGroup, as the kubelet's SetVolumeOwnership does (read-only)
+GROUP_DIR = 0o2550  # setgid and group traversal for fsGroup's directories
 
 
 def pod_dir(state_dir: Path, uid: str) -> Path:
@@ -82,7 +87,9 @@ def plan(
     return result
 
 
-def _write_file(root: Path, relative: str, content: bytes, mode: int, dir_mode: int) -> None:
+def _write_file(
+    root: Path, relative: str, content: bytes, mode: int, *, dir_mode: int, group: int | None
+) -> None:
     parts = PurePosixPath(relative)
     if parts.is_absolute() or ".." in parts.parts or not parts.parts:
         raise UnsupportedPodFeature(f"file path {relative!r} must be relative to its volume")
@@ -91,12 +98,24 @@ def _write_file(root: Path, relative: str, content: bytes, mode: int, dir_mode: 
     for part in parts.parts[:-1]:
         directory = directory / part
         directory.mkdir(mode=dir_mode, exist_ok=True)
+        _own(directory, dir_mode, group, GROUP_DIR)
     descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
+        if group is not None:
+            os.fchown(descriptor, -1, group)
+            mode |= GROUP_READ
         os.fchmod(descriptor, mode)  # whatever the umask said
         os.write(descriptor, content)
     finally:
         os.close(descriptor)
+
+
+def _own(path: Path, mode: int, group: int | None, extra: int) -> None:
+    """``mode`` for ``path``, with ``extra`` and owned by ``group`` when there is one."""
+    if group is not None:
+        os.chown(path, -1, group)
+        mode |= extra
+    path.chmod(mode)
 
 
 def _make_dir(path: Path, mode: int) -> None:
@@ -115,11 +134,17 @@ def stage(pod: PodSpec, volumes: dict[str, HostVolume], *, pod_dir: Path) -> Non
                 _make_dir(source.parent, POD_DIR_MODE)
             _make_dir(source, EMPTY_DIR_MODE)
         elif volume.kind == "files":
-            dir_mode = SECRET_DIR_MODE if volume.sensitive else FILES_DIR_MODE
-            _make_dir(source, dir_mode)
+            _make_dir(source, FILES_DIR_MODE)
+            _own(source, FILES_DIR_MODE, pod.fs_group, GROUP_DIR)
             for file in volume.files:
-                mode = SECRET_FILE_MODE if volume.sensitive else file.mode & 0o777
-                _write_file(source, file.path, file.content, mode, dir_mode)
+                _write_file(
+                    source,
+                    file.path,
+                    file.content,
+                    file.mode & 0o777,
+                    dir_mode=FILES_DIR_MODE,
+                    group=pod.fs_group,
+                )
             logger.debug(
                 "staged %d file(s) of volume %s for pod %s", len(volume.files), volume.name, pod.key
             )

@@ -25,7 +25,7 @@ from vkpy.config import SlurmConfig
 from vkpy.errors import PodRejected
 
 DIR_MODE = 0o700
-SECRET_MODE = 0o600
+PRIVATE_MODE = 0o600
 VOLUME_DIR_MODE = 0o755  # what a container's non-root user needs to read its files
 EMPTY_DIR_MODE = 0o777  # as Kubernetes makes emptyDirs; the pod's directory is 0700
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -51,7 +51,7 @@ EXISTING = (
 class StagedFile:
     path: str
     data: bytes = field(repr=False)  # may be secret: never in reprs or logs
-    mode: int = SECRET_MODE
+    mode: int = PRIVATE_MODE
 
 
 @dataclass(frozen=True)
@@ -207,8 +207,8 @@ def _stage_volumes(
                     if walked not in made:
                         made.add(walked)
                         dirs.append((f"{root}/{walked}", VOLUME_DIR_MODE))
-                mode = SECRET_MODE if volume.sensitive else item.mode & 0o777
-                files.append(StagedFile(f"{root}/{relative}", item.content, mode))
+                # The pod's mode; the pod's 0700 directory keeps other users out.
+                files.append(StagedFile(f"{root}/{relative}", item.content, item.mode & 0o777))
         elif volume.kind == "emptyDir":
             if volume.medium == "Memory":
                 memory.append(volume.name)
