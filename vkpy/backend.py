@@ -17,7 +17,7 @@ kubelet's back-off. The agent derives the pod phase from what the backend report
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
@@ -121,6 +121,39 @@ class PodSpec:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def needs_pod_ip(self) -> bool:
+        """Whether a value waits for the pod's IP (`POD_IP`)."""
+        return any(
+            POD_IP in text
+            for c in (*self.init_containers, *self.containers)
+            for text in (*c.command, *c.args, *(v.value for v in c.env))
+        )
+
+    def with_pod_ip(self, ip: str) -> PodSpec:
+        """The pod with `POD_IP` replaced by ``ip`` in env values, command and args."""
+
+        def fill(text: str) -> str:
+            return text.replace(POD_IP, ip)
+
+        def container(c: Container) -> Container:
+            env = tuple(replace(v, value=fill(v.value)) for v in c.env)
+            command, args = tuple(map(fill, c.command)), tuple(map(fill, c.args))
+            return replace(c, env=env, command=command, args=args)
+
+        return replace(
+            self,
+            containers=tuple(map(container, self.containers)),
+            init_containers=tuple(map(container, self.init_containers)),
+        )
+
+
+# The pod's IP where the downward API asks for it (status.podIP, status.podIPs, and $(VAR)
+# expansions of those) before the pod has one: the backend fills it in once the pod's
+# network exists, before any container starts, as the kubelet does with its sandbox's IP.
+# Two ASCII record separators: no ConfigMap, Secret or field value holds them by chance.
+POD_IP = "\x1evkpy:status.podIP\x1e"
 
 
 # ---------------------------------------------------------------- what comes out

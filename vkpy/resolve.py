@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from vkpy.backend import Container, EnvVar, File, Mount, PodSpec, Resources, Volume
+from vkpy.backend import POD_IP, Container, EnvVar, File, Mount, PodSpec, Resources, Volume
 from vkpy.errors import KubeApiError, PodConfigError, UnsupportedPodFeature
 from vkpy.kube.client import Kube
 from vkpy.quantity import parse_quantity
@@ -169,6 +169,12 @@ def _data(obj: JSON, *, secret: bool) -> dict[str, bytes]:
     return values
 
 
+def _pod_ip(pod: JSON, node_ip: str) -> str:
+    if pod["spec"].get("hostNetwork"):
+        return node_ip
+    return (pod.get("status") or {}).get("podIP") or POD_IP
+
+
 def field_value(pod: JSON, path: str, node_ip: str) -> str:
     """A downward-API fieldRef, as the kubelet resolves it."""
     meta = pod["metadata"]
@@ -180,8 +186,9 @@ def field_value(pod: JSON, path: str, node_ip: str) -> str:
         "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
         "status.hostIP": node_ip,
         "status.hostIPs": node_ip,
-        "status.podIP": (pod.get("status") or {}).get("podIP", ""),
-        "status.podIPs": (pod.get("status") or {}).get("podIP", ""),
+        # Known once the pod has run (an adopted pod), else the backend fills it in.
+        "status.podIP": _pod_ip(pod, node_ip),
+        "status.podIPs": _pod_ip(pod, node_ip),
     }
     if path in simple:
         return str(simple[path])

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from vkpy.backend import (
+    POD_IP,
     Container,
     EnvVar,
     File,
@@ -314,6 +315,28 @@ async def test_sigterm_reaches_the_program(node: Node) -> None:
     started = time.monotonic()
     await backend.delete(pod.uid, grace_seconds=20)
     assert time.monotonic() - started < 10  # far below the grace period
+
+
+async def test_the_pod_ip_reaches_env_and_args_before_the_containers_start(node: Node) -> None:
+    """status.podIP in env, and $(POD_IP) in args, as the kubelet gives them: the pod's
+    network is made first, its address read, then the containers are created."""
+    backend = await node.backend()
+    pod = pod_spec(
+        "podip",
+        Container(
+            "main",
+            IMAGE,
+            ("sh", "-c", 'echo "env=$MY_IP"; echo "arg=$0"'),
+            args=(f"http://{POD_IP}:8080",),
+            env=(EnvVar("MY_IP", POD_IP),),
+        ),
+    )
+    await backend.create(pod)
+    run = await wait_for(backend, pod.uid, all_terminated, "the pod to end")
+    assert run.pod_ip
+    output = (await logs(backend, pod.uid, "main")).decode()
+    assert output == f"env={run.pod_ip}\narg=http://{run.pod_ip}:8080\n"
+    await backend.delete(pod.uid, grace_seconds=0)
 
 
 async def test_secret_files_are_private_on_the_host(node: Node) -> None:

@@ -2,6 +2,7 @@ import base64
 
 import pytest
 
+from vkpy.backend import POD_IP
 from vkpy.errors import PodConfigError, UnsupportedPodFeature
 from vkpy.resolve import Sources, expand, pod_spec, references, token_requests
 
@@ -249,3 +250,32 @@ def test_limits_not_set_read_the_nodes_allocatable_and_requests_not_set_are_zero
         ("requests.ephemeral-storage", None),
     )
     assert values == ["64", "256", "1024", "500", "0"]
+
+
+def test_the_pod_ip_is_left_for_the_backend_until_the_pod_has_one():
+    container = {
+        "name": "main",
+        "image": "b",
+        "env": [
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "URL", "value": "http://$(POD_IP):80"},
+        ],
+        "args": ["--bind=$(POD_IP)"],
+    }
+    spec = pod_spec(make_pod(containers=[container]), SOURCES, node_ip="10.0.0.9")
+    env = {e.name: e.value for e in spec.containers[0].env}
+    assert env == {"POD_IP": POD_IP, "URL": f"http://{POD_IP}:80"}
+    assert spec.needs_pod_ip
+    filled = spec.with_pod_ip("10.88.0.7")
+    assert {e.name: e.value for e in filled.containers[0].env} == {
+        "POD_IP": "10.88.0.7",
+        "URL": "http://10.88.0.7:80",
+    }
+    assert filled.containers[0].args == ("--bind=10.88.0.7",)
+    assert not filled.needs_pod_ip
+    # hostNetwork: the node's address; an adopted pod: the one it has.
+    host = pod_spec(make_pod(containers=[container], hostNetwork=True), SOURCES, node_ip="10.0.0.9")
+    assert host.containers[0].env[0].value == "10.0.0.9"
+    known = make_pod(containers=[container])
+    known["status"] = {"podIP": "10.88.0.3"}
+    assert pod_spec(known, SOURCES, node_ip="10.0.0.9").containers[0].env[0].value == "10.88.0.3"

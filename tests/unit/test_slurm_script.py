@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vkpy.backend import Container, EnvVar, File, Mount, PodSpec, Resources, Volume
+from vkpy.backend import POD_IP, Container, EnvVar, File, Mount, PodSpec, Resources, Volume
 from vkpy.backends.slurm import report, workdir
 from vkpy.backends.slurm.naming import Layout
 from vkpy.backends.slurm.runtime import RuntimeOptions
@@ -527,3 +527,14 @@ def test_nothing_is_staged_outside_the_work_directory(tmp_path):
         workdir.archive(
             str(tmp_path / "base"), [(str(tmp_path / "base" / "p"), 0o700)], outside, mtime=0
         )
+
+
+def test_the_job_fills_in_the_pod_ip_from_the_compute_node(tmp_path, fake_runtime):
+    pod = pod_spec(app("main", env={"V1": f"ip={POD_IP}"}, args=(f"--ip={POD_IP}",)))
+    layout = Layout(str(tmp_path / "base"))
+    submission = render(pod, layout=layout, settings=settings(fake_runtime), now=0)
+    assert run_job(submission) == 0
+    node_ip = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()[0]
+    args, env = logged(Path(submission.pod_dir), "main")
+    assert f"--ip={node_ip}".encode() in args
+    assert env == [f"V1=ip={node_ip}".encode()]

@@ -173,6 +173,14 @@ class PodmanApi:
         created = await self._json("pod.create", "POST", "/pods/create", body=body)
         return str(created["Id"])
 
+    async def start_pod(self, pod: str) -> None:
+        """Start what the pod holds: right after create, its infra container alone."""
+        await self._call("pod.start", "POST", f"/pods/{pod}/start")
+
+    async def infra_container(self, pod: str) -> str:
+        inspect = await self._json("pod.inspect", "GET", f"/pods/{pod}/json")
+        return str(inspect.get("InfraContainerID") or "")
+
     async def stop_pod(self, pod: str, *, grace_seconds: int) -> None:
         """Stop every container: SIGTERM, then SIGKILL after ``grace_seconds``."""
         await self._call(

@@ -186,7 +186,8 @@ class PodmanBackend:
         deadline = None  # activeDeadlineSeconds counts from now, the pod's start
         if pod.active_deadline_seconds is not None:
             deadline = math.ceil(time.time() + pod.active_deadline_seconds)
-        bodies = spec.container_bodies(pod, node=self.node, volumes=host_volumes, deadline=deadline)
+        # Checked now, made again once the pod's IP is known.
+        spec.container_bodies(pod, node=self.node, volumes=host_volumes, deadline=deadline)
         pod_body = spec.pod_body(
             pod, node=self.node, network=self.config.network, deadline=deadline
         )
@@ -196,8 +197,13 @@ class PodmanBackend:
                 return
             await self._pull(pod)
             try:
-                await asyncio.to_thread(self._stage, pod, host_volumes, pod_dir, bodies)
                 await self.api.create_pod(pod_body)
+                if pod.needs_pod_ip:
+                    pod = pod.with_pod_ip(await self._sandbox_ip(podman_pod))
+                bodies = spec.container_bodies(
+                    pod, node=self.node, volumes=host_volumes, deadline=deadline
+                )
+                await asyncio.to_thread(self._stage, pod, host_volumes, pod_dir, bodies)
                 for body in bodies.values():
                     await self.api.create_container(body)
             except BaseException as exc:
@@ -216,6 +222,16 @@ class PodmanBackend:
         except BackendError as exc:  # created: the next refresh starts it
             logger.warning("pod %s (uid %s): starting failed: %s", pod.key, pod.uid, exc)
             driver.mark(pod.uid)
+
+    async def _sandbox_ip(self, podman_pod: str) -> str:
+        """The pod's IP before its containers exist: its infra container started alone,
+        as the kubelet starts the sandbox first ("" when the pod has no network of its own)."""
+        await self.api.start_pod(podman_pod)
+        infra = await self.api.infra_container(podman_pod)
+        if not infra:
+            return ""
+        inspect = await self.api.inspect_container(infra)
+        return observed.ip_address(inspect)
 
     async def _exists(self, pod: PodSpec, podman_pod: str) -> bool:
         """Whether Podman has the pod; a pod a create left half-made (nothing of it ever

@@ -172,11 +172,7 @@ class Driver:
     async def _read_pod_ip(self, infra: observed.Instance) -> None:
         with contextlib.suppress(PodNotFound):
             inspect = await self.api.inspect_container(infra.id)
-            settings = inspect.get("NetworkSettings") or {}
-            address = settings.get("IPAddress") or ""
-            for network in (settings.get("Networks") or {}).values():
-                address = address or (network or {}).get("IPAddress") or ""
-            self.pod_ips[infra.uid] = address or None
+            self.pod_ips[infra.uid] = observed.ip_address(inspect) or None
 
     def _publish(self, run: PodRun) -> None:
         if self._published.get(run.uid) == run:

@@ -271,3 +271,12 @@ def group(instances: Iterable[Instance]) -> dict[str, PodState]:
             app=_histories(i for i in containers if not i.init),
         )
     return pods
+
+
+def ip_address(inspect: JSON) -> str:
+    """A container's IP address from its inspect answer ("" when it has none)."""
+    settings = inspect.get("NetworkSettings") or {}
+    address = str(settings.get("IPAddress") or "")
+    for network in (settings.get("Networks") or {}).values():
+        address = address or str((network or {}).get("IPAddress") or "")
+    return address

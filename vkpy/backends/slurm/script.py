@@ -238,6 +238,15 @@ def _init_policy(policy: RestartPolicy) -> RestartPolicy:
     return "Never" if policy == "Never" else "OnFailure"
 
 
+def _shares_node_network(pod: PodSpec, settings: Settings) -> bool:
+    """Whether the pod's IP is the compute node's: it is unless Podman gives it none."""
+    return (
+        settings.runtime.kind != "podman"
+        or pod.host_network
+        or settings.runtime.network == "host"
+    )
+
+
 def script_text(
     pod: PodSpec,
     *,
@@ -265,6 +274,7 @@ def script_text(
         "APPS": _bash_array([c.name for c in pod.containers]),
         "MEMORY": _bash_array(memory),
         "SUBDIRS": _bash_array(subdirs),
+        "NODE_IP_IS_POD_IP": "1" if _shares_node_network(pod, settings) else "0",
     }
     return re.sub(r"@([A-Z_]+)@", lambda m: values[m[1]], TEMPLATE)
 
@@ -346,9 +356,7 @@ def prepare(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> 
         containers=tuple(c.name for c in pod.containers),
         images={c.name: c.image for c in (*pod.init_containers, *pod.containers)},
         restart_policy=pod.restart_policy,
-        reports_ip=settings.runtime.kind != "podman"
-        or pod.host_network
-        or settings.runtime.network == "host",
+        reports_ip=_shares_node_network(pod, settings),
     )
     files.append(StagedFile(f"{pod_dir}/status/{naming.META}", meta.to_json().encode() + b"\n"))
     files.append(StagedFile(f"{pod_dir}/job.sh", script.encode(), DIR_MODE))

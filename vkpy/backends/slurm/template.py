@@ -28,6 +28,9 @@ INIT=(@INIT@)
 APPS=(@APPS@)
 MEMORY=(@MEMORY@)      # emptyDir volumes on the node's memory (/dev/shm)
 SUBDIRS=(@SUBDIRS@)    # emptyDir subPaths to create
+POD_IP_MARK=$'\x1evkpy:status.podIP\x1e'  # the downward API's pod IP, filled in below
+NODE_IP_IS_POD_IP=@NODE_IP_IS_POD_IP@  # 1: containers share the node's network
+POD_IP=""
 
 stopping=""
 signalled=0
@@ -127,11 +130,11 @@ stop_container() {  # stop_container NAME: TERM now, KILL once the grace period 
 launch() {  # launch NAME RUN: run the container once; its exit status is ours
     local c=$1 n=$2 item pid rc code
     local -a argv=() envs=()
-    while IFS= read -r -d '' item; do argv+=("$item"); done < "spec/$c.argv"
+    while IFS= read -r -d '' item; do argv+=("${item//"$POD_IP_MARK"/$POD_IP}"); done < "spec/$c.argv"
     if [ -s "spec/$c.rel" ]; then  # bind options whose source is under this directory
         while read -r i; do argv[i]="${argv[i]%%=*}=$PWD/${argv[i]#*=}"; done < "spec/$c.rel"
     fi
-    while IFS= read -r -d '' item; do envs+=("$item"); done < "spec/$c.env"
+    while IFS= read -r -d '' item; do envs+=("${item//"$POD_IP_MARK"/$POD_IP}"); done < "spec/$c.env"
     record "$c" start "$(now)" "$n"
     env -- "${envs[@]}" "${argv[@]}" < /dev/null >> "logs/$c.$n.log" 2>&1 &
     pid=$!
@@ -214,6 +217,7 @@ if [ -s grace ]; then  # deleted before it ran
 fi
 ip=$(hostname -I 2> /dev/null)
 ip=${ip%% *}
+[ "$NODE_IP_IS_POD_IP" = 1 ] && POD_IP=$ip
 record _job begin "$(now)" "$(hostname)" "${SLURM_JOB_ID:--}" "${ip:--}"
 for v in "${MEMORY[@]}"; do
     target=$(mktemp -d "/dev/shm/vkpy-$POD_UID-$v.XXXXXX") || finish 1
