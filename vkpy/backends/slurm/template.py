@@ -130,11 +130,15 @@ stop_container() {  # stop_container NAME: TERM now, KILL once the grace period 
 launch() {  # launch NAME RUN: run the container once; its exit status is ours
     local c=$1 n=$2 item pid rc code
     local -a argv=() envs=()
-    while IFS= read -r -d '' item; do argv+=("${item//"$POD_IP_MARK"/$POD_IP}"); done < "spec/$c.argv"
+    while IFS= read -r -d '' item; do
+        argv+=("${item//"$POD_IP_MARK"/$POD_IP}")
+    done < "spec/$c.argv"
     if [ -s "spec/$c.rel" ]; then  # bind options whose source is under this directory
         while read -r i; do argv[i]="${argv[i]%%=*}=$PWD/${argv[i]#*=}"; done < "spec/$c.rel"
     fi
-    while IFS= read -r -d '' item; do envs+=("${item//"$POD_IP_MARK"/$POD_IP}"); done < "spec/$c.env"
+    while IFS= read -r -d '' item; do
+        envs+=("${item//"$POD_IP_MARK"/$POD_IP}")
+    done < "spec/$c.env"
     record "$c" start "$(now)" "$n"
     env -- "${envs[@]}" "${argv[@]}" < /dev/null >> "logs/$c.$n.log" 2>&1 &
     pid=$!
