@@ -52,6 +52,7 @@ if [ -n "${FAKE_COUNTER:-}" ]; then
     [ "$n" -lt "${FAKE_FAIL_TIMES:-0}" ] && exit 7
 fi
 [ -n "${FAKE_IGNORE_TERM:-}" ] && trap '' TERM
+[ -n "${FAKE_TERM_EXITS_0:-}" ] && trap 'exit 0' TERM  # as a signalled `podman run` does
 name=unnamed  # Apptainer's containers have no name
 for a in "$@"; do case $a in --name=*) name=${a#--name=} ;; esac; done
 [ -n "${FAKE_STATE:-}" ] && echo $$ > "$FAKE_STATE/$name.pid"
@@ -538,3 +539,17 @@ def test_the_job_fills_in_the_pod_ip_from_the_compute_node(tmp_path, fake_runtim
     args, env = logged(Path(submission.pod_dir), "main")
     assert f"--ip={node_ip}".encode() in args
     assert env == [f"V1=ip={node_ip}".encode()]
+
+
+def test_a_container_stopped_before_podman_knew_it_is_not_completed(tmp_path, fake_runtime):
+    """A signalled `podman run` exits 0; when Podman cannot say how the container ended
+    (it was still being created), the job does not record a success."""
+    pod = pod_spec(app("main", env={"FAKE_SLEEP": "30", "FAKE_TERM_EXITS_0": "1"}))
+    layout = Layout(str(tmp_path / "base"))
+    submission = render(pod, layout=layout, settings=settings(fake_runtime), now=0)
+    process = start(submission)
+    wait_for_file(fake_state(submission) / f"vkpy-{UID}-main.pid")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 137
+    main = pod_run(layout).containers[0]
+    assert main.state.exit_code == 137 and main.state.reason != "Completed"

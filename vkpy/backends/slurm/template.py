@@ -149,8 +149,12 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
     if [ "$RUNTIME" = podman ]; then
         # A signalled `podman run` exits 0 at once, whatever its container does: ask
         # Podman how the container ended (waiting for it if it still runs), then remove it.
-        code=$("$RUNTIME_BIN" wait "vkpy-$POD_UID-$c" 2> /dev/null) && [ -n "$code" ] && rc=$code
-        "$RUNTIME_BIN" rm --force "vkpy-$POD_UID-$c" > /dev/null 2>&1
+        if code=$("$RUNTIME_BIN" wait "vkpy-$POD_UID-$c" 2> /dev/null) && [ -n "$code" ]; then
+            rc=$code
+        elif [ -e stop ] && [ "$rc" -eq 0 ]; then
+            rc=137  # stopped before Podman had the container: it never ended by itself
+        fi
+        "$RUNTIME_BIN" rm --force --time 0 "vkpy-$POD_UID-$c" > /dev/null 2>&1
     fi
     rm -f "run/$c.pid"
     record "$c" exit "$rc" "$(now)" "$n"
@@ -202,7 +206,14 @@ on_stop() {  # on_stop WHY: stop every container (WHY: signal | deadline)
 }
 
 finish() {  # finish CODE
-    local v target
+    local v target c
+    if [ -n "$stopping" ] && [ "$RUNTIME" = podman ]; then
+        # Stopped early: no container may outlive the job, not even one whose `podman
+        # run` was signalled while Podman was still creating it.
+        for c in "${INIT[@]}" "${APPS[@]}"; do
+            "$RUNTIME_BIN" rm --force --time 0 "vkpy-$POD_UID-$c" > /dev/null 2>&1
+        done
+    fi
     record _job end "$1" "$(now)"
     [ -n "$watchdog" ] && kill "$watchdog" 2> /dev/null
     for v in "${MEMORY[@]}"; do
