@@ -241,9 +241,7 @@ def _init_policy(policy: RestartPolicy) -> RestartPolicy:
 def _shares_node_network(pod: PodSpec, settings: Settings) -> bool:
     """Whether the pod's IP is the compute node's: it is unless Podman gives it none."""
     return (
-        settings.runtime.kind != "podman"
-        or pod.host_network
-        or settings.runtime.network == "host"
+        settings.runtime.kind != "podman" or pod.host_network or settings.runtime.network == "host"
     )
 
 
