@@ -146,7 +146,7 @@ async def test_multi_container_pod_with_config_secret_and_logs(testbed, kube, ag
         assert "prepared" in logs
         assert f"GREETING=hello from a configmap POD={name}-multi" in logs
         assert "12\n" in logs  # the secret's bytes are there...
-        assert "-rw-------" in logs  # ...in a file only its owner may read
+        assert "-rw-r--r--" in logs  # ...with the kubelet's default mode, 0644
         assert "s3cr3t-value" not in agent.log.read_text()
     finally:
         await kube.delete(f"/api/v1/namespaces/{NS}/configmaps/{name}")
