@@ -53,7 +53,9 @@ async def ads(backend: HTCondorBackend, argv: list[str]) -> list[dict[str, objec
 
 async def test_pod_with_init_container_files_secret_and_env(backend: HTCondorBackend) -> None:
     config = Volume("config", "files", files=(File("app.conf", b"mode = 'fast'\n"),))
-    secret = Volume("token", "files", files=(File("token", b"s3cr3t-token\n"),), sensitive=True)
+    secret = Volume(
+        "token", "files", files=(File("token", b"s3cr3t-token\n", mode=0o440),), sensitive=True
+    )
     work = Volume("work", "emptyDir")
     spec = pod(
         "full",
@@ -91,7 +93,7 @@ async def test_pod_with_init_container_files_secret_and_env(backend: HTCondorBac
         backend,
         ["stat", "-c", "%a", directory, f"{directory}/volumes/token/token", f"{directory}/job.sub"],
     )
-    assert modes.split() == ["700", "600", "600"]
+    assert modes.split() == ["700", "440", "600"]  # the secret's mode is the pod's
 
     run = await wait_for(backend, spec.uid, ended, "the pod to end")
     assert run is not None
@@ -240,7 +242,9 @@ async def test_file_transfer_runs_the_pod_in_the_jobs_scratch_directory(
 ) -> None:
     backend = transfer_backend
     config = Volume("config", "files", files=(File("app.conf", b"mode = 'fast'\n"),))
-    secret = Volume("token", "files", files=(File("token", b"s3cr3t-token\n"),), sensitive=True)
+    secret = Volume(
+        "token", "files", files=(File("token", b"s3cr3t-token\n", mode=0o440),), sensitive=True
+    )
     work = Volume("work", "emptyDir")
     spec = pod(
         "transfer",

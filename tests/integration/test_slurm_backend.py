@@ -78,7 +78,9 @@ async def time_limited(login_user: Endpoints) -> AsyncIterator[tuple[SlurmBacken
 
 async def test_pod_with_init_container_files_secret_and_env(backend: SlurmBackend) -> None:
     config = Volume("config", "files", files=(File("app.conf", b"mode = 'fast'\n"),))
-    secret = Volume("token", "files", files=(File("token", b"s3cr3t-token\n"),), sensitive=True)
+    secret = Volume(
+        "token", "files", files=(File("token", b"s3cr3t-token\n", mode=0o440),), sensitive=True
+    )
     work = Volume("work", "emptyDir")
     spec = pod(
         "full",
@@ -119,7 +121,8 @@ async def test_pod_with_init_container_files_secret_and_env(backend: SlurmBacken
             f"{directory}/spec/reader.env",
         ],
     )
-    assert [line.split()[0] for line in modes.splitlines()] == ["700", "600", "600"]
+    # The secret's mode is the pod's; the pod's directory keeps others out.
+    assert [line.split()[0] for line in modes.splitlines()] == ["700", "440", "600"]
 
     run = await wait_for(backend, spec.uid, ended, "the pod to end")
     assert run is not None
