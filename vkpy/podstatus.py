@@ -154,10 +154,10 @@ def _condition(
         "lastProbeTime": None,
         "lastTransitionTime": since,
     }
-    if reason and not ok:
+    if reason:
         condition["reason"] = reason
-        if message:
-            condition["message"] = message
+    if message:
+        condition["message"] = message
     return condition
 
 
@@ -173,7 +173,9 @@ def _conditions(
     container statuses written (pkg/kubelet/status/generate.go)."""
     incomplete = [c["name"] for c in init if not c["ready"]]  # isInitContainerInitialized
     app_started = any(c["started"] or "terminated" in c["state"] for c in apps)
-    if not init or app_started or pod_phase == "Succeeded" or not incomplete:
+    if pod_phase == "Succeeded":
+        initialized = ("Initialized", True, "PodCompleted", "")
+    elif not init or app_started or not incomplete:
         initialized = ("Initialized", True, "", "")
     else:
         message = f"containers with incomplete status: {_names(incomplete)}"

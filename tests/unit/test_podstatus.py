@@ -185,6 +185,6 @@ def test_a_succeeded_pod_is_initialized_and_completed():
     status = pod_status(p, Observation(run=run(done("main", 0), init=[done("fetch", 0)])), NOW)
     assert status["phase"] == "Succeeded"
     conditions = conditions_of(status)
-    assert conditions["Initialized"] == ("True", "", "")
+    assert conditions["Initialized"] == ("True", "PodCompleted", "")
     assert conditions["Ready"] == ("False", "PodCompleted", "")
     assert status["initContainerStatuses"][0]["ready"] is True
