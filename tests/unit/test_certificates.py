@@ -462,24 +462,14 @@ async def test_a_certificate_signed_by_another_clusters_ca_is_replaced(tmp_path,
     )
     write_private(state / CsrCertificate.file_name, bundle(stale, key))
     cluster = SigningCluster(new_cluster)
+    common = {"node_name": "n", "ip_addresses": ["127.0.0.1"], "state_dir": state}
     source = CsrCertificate(
-        cluster,
-        node_name="n",
-        ip_addresses=["127.0.0.1"],
-        state_dir=state,
-        client_ca=new_cluster.cert.read_bytes(),
-        poll_seconds=0.01,
+        cluster, **common, client_ca=new_cluster.cert.read_bytes(), poll_seconds=0.01
     )
     assert not source.load_existing()
     assert "signed by a CA this cluster does not use" in caplog.text
     # The same certificate is fine for the cluster whose CA signed it.
-    same = CsrCertificate(
-        cluster,
-        node_name="n",
-        ip_addresses=["127.0.0.1"],
-        state_dir=state,
-        client_ca=old_cluster.cert.read_bytes(),
-    )
+    same = CsrCertificate(cluster, **common, client_ca=old_cluster.cert.read_bytes())
     assert same.load_existing()
     task = asyncio.create_task(source.run())
     try:

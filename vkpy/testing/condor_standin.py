@@ -262,16 +262,14 @@ def _supervise(
     """Wait for the job: its exit code, and the allowed duration if it ran past it (the
     job is then vacated and held). condor_rm marks the ad REMOVED; the job is vacated."""
     started = time.monotonic()
-    while True:
-        try:
-            return process.wait(timeout=0.2), None
-        except subprocess.TimeoutExpired:
-            pass
+    while (code := process.poll()) is None:
         ad = _load(cluster)
-        if ad["JobStatus"] == REMOVED:
-            return _vacate(process, int(ad.get("JobMaxVacateTime", 10))), None
-        if limit is not None and time.monotonic() - started > limit:
-            return _vacate(process, int(ad.get("JobMaxVacateTime", 10))), limit
+        overdue = limit is not None and time.monotonic() - started > limit
+        if ad["JobStatus"] == REMOVED or overdue:
+            held = limit if overdue and ad["JobStatus"] != REMOVED else None
+            return _vacate(process, int(ad.get("JobMaxVacateTime", 10))), held
+        time.sleep(0.2)
+    return code, None
 
 
 def run_job(cluster: int) -> int:

@@ -186,8 +186,7 @@ class PodmanBackend:
         deadline = None  # activeDeadlineSeconds counts from now, the pod's start
         if pod.active_deadline_seconds is not None:
             deadline = math.ceil(time.time() + pod.active_deadline_seconds)
-        # Checked now, made again once the pod's IP is known.
-        spec.container_bodies(pod, node=self.node, volumes=host_volumes, deadline=deadline)
+        bodies = spec.container_bodies(pod, node=self.node, volumes=host_volumes, deadline=deadline)
         pod_body = spec.pod_body(
             pod, node=self.node, network=self.config.network, deadline=deadline
         )
@@ -198,11 +197,11 @@ class PodmanBackend:
             await self._pull(pod)
             try:
                 await self.api.create_pod(pod_body)
-                if pod.needs_pod_ip:
+                if pod.needs_pod_ip:  # made again with the IP the pod's network got
                     pod = pod.with_pod_ip(await self._sandbox_ip(podman_pod))
-                bodies = spec.container_bodies(
-                    pod, node=self.node, volumes=host_volumes, deadline=deadline
-                )
+                    bodies = spec.container_bodies(
+                        pod, node=self.node, volumes=host_volumes, deadline=deadline
+                    )
                 await asyncio.to_thread(self._stage, pod, host_volumes, pod_dir, bodies)
                 for body in bodies.values():
                     await self.api.create_container(body)
