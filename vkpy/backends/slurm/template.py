@@ -151,7 +151,7 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
         # Podman how the container ended (waiting for it if it still runs), then remove it.
         if code=$("$RUNTIME_BIN" wait "vkpy-$POD_UID-$c" 2> /dev/null) && [ -n "$code" ]; then
             rc=$code
-        elif [ -e stop ] && [ "$rc" -eq 0 ]; then
+        elif { [ -e stop ] || [ "$signalled" = 1 ]; } && [ "$rc" -eq 0 ]; then
             rc=137  # stopped before Podman had the container: it never ended by itself
         fi
         "$RUNTIME_BIN" rm --force --time 0 "vkpy-$POD_UID-$c" > /dev/null 2>&1
