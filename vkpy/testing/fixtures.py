@@ -1,4 +1,5 @@
-"""pytest fixtures over the testbed, registered as a pytest plugin by the vkpy package.
+"""pytest fixtures over the testbed: a plugin a test suite opts into with
+``pytest_plugins = ["vkpy.testing.fixtures"]`` in its root conftest (vkpy's does).
 
 ``testbed`` brings the testbed up once per session (reusing what runs already) and
 stops only what it started itself, so a developer's ``make testbed-up`` survives a
