@@ -1,4 +1,4 @@
-"""The node agent: wires the node, its lease, the pod watch and the backend together.
+"""The node agent: wires the node, its lease, the pod controller and the backend together.
 
 A root supervisor runs every loop as a guarded task; when one ends by failure the
 others are stopped and the agent exits non-zero. SIGTERM and Ctrl-C stop renewing
@@ -12,20 +12,19 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from vkpy.aio import supervise
 from vkpy.backend import Backend, Health, LogReader, PodNotifier
 from vkpy.config import Settings, state_directory
 from vkpy.errors import BackendError, ConfigError
 from vkpy.events import EventRecorder
 from vkpy.kube.client import Kube
-from vkpy.kube.watching import watch_forever
 from vkpy.kubeletapi import KubeletApiServer, WebhookAuth, serving_certificate
 from vkpy.lease import LeaseKeeper
-from vkpy.metrics import count_watch_restart
 from vkpy.node import NodeIdentity, NodeReporter, capacity
 from vkpy.pods import PodController
 
@@ -80,6 +79,7 @@ class Agent:
             else settings.status_poll_seconds,
             resync_seconds=settings.pod_resync_seconds,
             allocatable=self._allocatable,
+            backend_seen=self._backend_seen,
         )
         self.reporter: NodeReporter = NodeReporter(
             kube,
@@ -88,6 +88,7 @@ class Agent:
             health=self._health,
             resources=self._resources,
             interval=settings.node_status_seconds,
+            health_interval=settings.node_health_seconds,
         )
         self.certificate = serving_certificate(
             settings.kubelet_api,
@@ -113,6 +114,12 @@ class Agent:
 
     def _allocatable(self) -> dict[str, str]:
         return self.reporter.allocatable
+
+    def _backend_seen(self, ok: bool) -> None:
+        """A backend call got through, or found the backend unreachable: when that
+        disagrees with the health last seen, the node checks it again now."""
+        if self._health_seen is not None and self._health_seen.ok != ok:
+            self.reporter.poke()
 
     async def _health(self) -> Health:
         try:
@@ -172,11 +179,8 @@ class Agent:
             "lease": lease.run(),
             "serving-certificate": self.certificate.run(),
             "node-status": self.reporter.run(),
-            "pod-watch": self._watch_pods(),
-            "backend-poll": self.pods.poll_forever(),
-            "pod-resync": self.pods.resync_forever(),
+            "pods": self.pods.run(),
             "events": self.events.run(),
-            "pod-phase-gauge": self.pods.report_phases_forever(),
         }
         logger.info(
             "node %s ready: backend %s, kubelet API at %s:%d",
@@ -185,44 +189,7 @@ class Agent:
             self.identity.address,
             self.identity.port,
         )
-        await supervise(loops, self.stopping)
-
-    async def _watch_pods(self) -> None:
-        """Adopt the backend's jobs, then list+watch this node's pods; the lease and node
-        status run meanwhile, so an unreachable backend shows as NotReady, not as silence."""
-        await self.pods.adopt()
-        await watch_forever(
-            self.kube,
-            "/api/v1/pods",
-            {"fieldSelector": f"spec.nodeName={self.identity.name}"},
-            self.pods.handle,
-            on_restart=lambda: count_watch_restart("pods"),
-        )
-
-
-async def _guard(name: str, work: Awaitable[None]) -> None:
-    try:
-        await work
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        logger.exception("%s failed; stopping the agent", name)
-        raise
-
-
-async def supervise(loops: dict[str, Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
-    """Run every loop until ``stop`` is set or one of them fails; then cancel the rest."""
-    tasks = [asyncio.create_task(_guard(n, c), name=n) for n, c in loops.items()]
-    stopper = asyncio.create_task(stop.wait(), name="stop")
-    try:
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in [*tasks, stopper]:
-            task.cancel()
-        await asyncio.gather(*tasks, stopper, return_exceptions=True)
-    for task in done:
-        if task is not stopper and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        await supervise(loops, self.stopping, log=logger)
 
 
 def install_signal_handlers(agent: Agent) -> None:

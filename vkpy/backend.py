@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
+from vkpy.aio import backoff
+
 RestartPolicy = Literal["Always", "OnFailure", "Never"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
@@ -31,8 +33,7 @@ RESTART_BACKOFF_MAX = 300.0
 
 def restart_delay(restart_count: int) -> float:
     """Seconds to wait before restart number ``restart_count + 1``."""
-    doublings = min(max(restart_count, 0), 16)  # bounded: 2**16 * 10 s is past the cap
-    return min(RESTART_BACKOFF_INITIAL * (1 << doublings), RESTART_BACKOFF_MAX)
+    return backoff(restart_count, first=RESTART_BACKOFF_INITIAL, cap=RESTART_BACKOFF_MAX)
 
 
 def should_restart(policy: RestartPolicy, exit_code: int) -> bool:

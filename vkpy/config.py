@@ -415,6 +415,13 @@ class Settings(BaseSettings):
     node_status_seconds: float = Field(
         60.0, gt=0, description="Node status is written at least this often, and on change."
     )
+    node_health_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often backend health is checked for the node's Ready condition "
+        "(at once when a backend call finds the backend unreachable, and every few seconds "
+        "while it is unhealthy).",
+    )
     pod_resync_seconds: float = Field(
         60.0, gt=0, description="How often every pod is reconciled even without events."
     )

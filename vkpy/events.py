@@ -1,4 +1,4 @@
-"""Events about pods and the node, written as the kubelet writes them.
+"""Events about pods, written as the kubelet writes them.
 
 Recording never blocks pod work: events go into a bounded queue that one loop
 writes out (dropping, with a warning, when the API cannot keep up). Repeats of the
@@ -76,11 +76,6 @@ class EventRecorder:
         self, pod: JSON, type_: Literal["Normal", "Warning"], reason: str, message: str
     ) -> None:
         self._put((pod, "Pod", type_, reason, message))
-
-    def node_event(
-        self, node: JSON, type_: Literal["Normal", "Warning"], reason: str, message: str
-    ) -> None:
-        self._put((node, "Node", type_, reason, message))
 
     def _put(self, item: tuple[JSON, str, str, str, str]) -> None:
         try:

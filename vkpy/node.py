@@ -3,7 +3,10 @@
 `node_object` and `node_status` are pure. `NodeReporter` registers the Node (create
 on 404) and patches ``nodes/status`` on change and at least every
 ``node_status_seconds``, as a strategic-merge patch that keeps other writers'
-conditions.
+conditions. Backend health (for Slurm and HTCondor an SSH round trip) is checked for
+each of those writes and every ``node_health_seconds``, not more often: `poke` checks
+it at once when the pod controller finds the backend unreachable (or reachable again),
+and while it is unhealthy it is checked every few seconds, so Ready comes back soon.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ JSON = dict[str, Any]
 PROVIDER_TAINT = "virtual-kubelet.io/provider"
 KUBELET_VERSION = f"v1.36.0-vkpy-{__version__}"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
+SICK_HEALTH_SECONDS = 5.0  # health checks while the backend is unhealthy
 _QUIET_CONDITIONS = (
     ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
     ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
@@ -171,15 +175,18 @@ class NodeReporter:
         health: Callable[[], Awaitable[Health]],
         resources: Callable[[], Awaitable[dict[str, str]]],
         interval: float,
+        health_interval: float = 60.0,
     ) -> None:
         self.kube = kube
         self.config = config
         self.identity = identity
-        self._health = health
+        self._check_health = health
         self._resources = resources
         self.interval = interval
+        self.health_interval = health_interval
         self.node: JSON | None = None
         self._written: JSON | None = None
+        self._health: Health | None = None  # as last checked
         self._changed = asyncio.Event()
 
     @property
@@ -192,19 +199,27 @@ class NodeReporter:
         return dict((self._written or {}).get("allocatable") or {})
 
     def poke(self) -> None:
-        """Write the status soon: something it reports has changed."""
+        """Check backend health and write the status now: it may have changed."""
         self._changed.set()
 
-    async def _status(self) -> JSON:
+    @property
+    def health_every(self) -> float:
+        """Seconds between health checks: short while the backend is unhealthy."""
+        if self._health is None or self._health.ok:
+            return self.health_interval
+        return min(self.health_interval, SICK_HEALTH_SECONDS)
+
+    async def _status(self, *, check_health: bool) -> JSON:
         previous = {c["type"]: c for c in (self._written or {}).get("conditions", [])}
-        health = await self._health()
+        if check_health or self._health is None:
+            self._health = await self._check_health()
         return node_status(
-            self.identity, health, await self._resources(), previous, datetime.now(UTC)
+            self.identity, self._health, await self._resources(), previous, datetime.now(UTC)
         )
 
     async def register(self) -> JSON:
         """Create the Node, or bring an existing one's labels, taints and status up to date."""
-        status = await self._status()
+        status = await self._status(check_health=True)
         try:
             current = await self.kube.get(self.path)
         except KubeApiError as exc:
@@ -230,8 +245,8 @@ class NodeReporter:
         self._written = status
         return self.node
 
-    async def write_status(self, *, force: bool) -> None:
-        status = await self._status()
+    async def write_status(self, *, force: bool, check_health: bool = True) -> None:
+        status = await self._status(check_health=check_health)
         if not force and self._written and _significant(status) == _significant(self._written):
             return
         try:
@@ -244,17 +259,23 @@ class NodeReporter:
         self._written = status
 
     async def run(self) -> None:
-        """Write on change (checked every few seconds) and at least every interval."""
+        """Write on change and at least every interval; check health for every such
+        write, every health interval, and at once when poked."""
         loop = asyncio.get_running_loop()
-        last_full = loop.time()
+        last_full = last_health = loop.time()
         while True:
+            due_at = min(last_full + self.interval, last_health + self.health_every)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=min(self.interval, 5.0))
+                await asyncio.wait_for(self._changed.wait(), timeout=max(due_at - loop.time(), 0))
+            poked, now = self._changed.is_set(), loop.time()
             self._changed.clear()
-            due = loop.time() - last_full >= self.interval
+            due = now - last_full >= self.interval
+            check_health = poked or due or now - last_health >= self.health_every
             try:
-                await self.write_status(force=due)
+                await self.write_status(force=due, check_health=check_health)
                 if due:
-                    last_full = loop.time()
+                    last_full = now
             except KubeApiError as exc:
                 logger.warning("node status write failed: %s", exc)
+            if check_health:
+                last_health = now

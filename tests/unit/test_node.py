@@ -1,8 +1,20 @@
+import asyncio
+import contextlib
 from datetime import UTC, datetime
 
+from vkpy import node as node_module
 from vkpy.backend import Capacity, Health
 from vkpy.config import NodeConfig
-from vkpy.node import NodeIdentity, capacity, labels, merged_taints, node_status, taints
+from vkpy.node import (
+    NodeIdentity,
+    NodeReporter,
+    capacity,
+    labels,
+    merged_taints,
+    node_status,
+    taints,
+)
+from vkpy.testing.memkube import MemKube
 
 IDENTITY = NodeIdentity("vk1", "slurm", "10.0.0.5", 10250, "boot-1")
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -98,3 +110,51 @@ def test_the_provider_taint_can_be_turned_off_and_is_then_removed():
     assert merged_taints(registered, wanted) == [registered[1], *wanted]
     assert NodeConfig().provider_taint is True
     assert taints(NodeConfig(taints=[]), "slurm")[0]["key"] == "virtual-kubelet.io/provider"
+
+
+async def test_health_is_checked_on_its_own_timer_and_at_once_when_poked(monkeypatch):
+    monkeypatch.setattr(node_module, "SICK_HEALTH_SECONDS", 0.02)
+    kube, answers, checks = MemKube(), [Health(True)], []
+
+    async def health() -> Health:
+        checks.append(answers[0])
+        return answers[0]
+
+    async def resources() -> dict[str, str]:
+        return {"pods": "10"}
+
+    reporter = NodeReporter(
+        kube,
+        NodeConfig(name="vk1"),
+        IDENTITY,
+        health=health,
+        resources=resources,
+        interval=60,
+        health_interval=60,
+    )
+    await reporter.register()
+
+    def ready() -> str:
+        node = kube.object("/api/v1/nodes/vk1") or {}
+        return {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
+
+    async def until(check) -> None:
+        for _ in range(200):
+            if check():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
+
+    task = asyncio.create_task(reporter.run())
+    try:
+        await asyncio.sleep(0.2)
+        assert len(checks) == 1  # registering; no polling every few seconds
+        answers[0] = Health(False, "login node unreachable")
+        reporter.poke()  # a backend call found it unreachable
+        await until(lambda: ready() == "False")
+        answers[0] = Health(True)  # while sick it is checked often: Ready comes back
+        await until(lambda: ready() == "True")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

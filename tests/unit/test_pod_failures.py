@@ -75,7 +75,7 @@ def controller(kube: RecordingKube, backend: InstantBackend, events: RecordingEv
 async def settled(pods: PodController) -> None:
     for _ in range(100):
         await asyncio.sleep(0.01)
-        if all(e.worker is None or e.worker.done() for e in pods.tracked.values()):
+        if pods.workers.idle():
             return
 
 
@@ -92,16 +92,18 @@ async def test_an_unexpected_error_gives_a_reason_an_event_and_a_retry(caplog):
         "message": "RuntimeError: the backend broke",
     }
     assert ("Warning", "Failed", "Error: RuntimeError: the backend broke") in events.seen
-    entry = pods.tracked[pod["metadata"]["uid"]]
-    assert entry.retry is not None  # retried with the kubelet's back-off, not at once
-    delay = entry.retry.when() - asyncio.get_running_loop().time()
+    uid = pod["metadata"]["uid"]
+    retry = pods.workers.timer(uid)
+    assert retry is not None  # retried with the kubelet's back-off, not at once
+    delay = retry.when() - asyncio.get_running_loop().time()
     assert 5 < delay <= 10
-    entry.retry.cancel()
-    pods.mark(pod["metadata"]["uid"])  # the timer fires: it tries again
+    retry.cancel()
+    pods.mark(uid)  # the timer fires: it tries again
     await settled(pods)
     assert backend.attempts == 2
-    assert entry.retry is not None
-    assert entry.retry.when() - asyncio.get_running_loop().time() > delay
+    retry = pods.workers.timer(uid)
+    assert retry is not None
+    assert retry.when() - asyncio.get_running_loop().time() > delay
     await pods.close()
 
 

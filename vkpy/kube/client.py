@@ -28,6 +28,7 @@ from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from vkpy.aio import backoff
 from vkpy.errors import ConfigError, KubeApiError
 
 logger = logging.getLogger(__name__)
@@ -207,10 +208,6 @@ def _query_value(value: Any) -> str:
     return str(value)
 
 
-def is_status(error: BaseException, *codes: int) -> bool:
-    return isinstance(error, KubeApiError) and error.status in codes
-
-
 async def sleep_backoff(attempt: int, *, base: float = 0.2, cap: float = 7.0) -> None:
     """The back-off the kubelet uses for lease and status conflicts."""
-    await asyncio.sleep(min(base * (2 ** min(attempt, 10)), cap))
+    await asyncio.sleep(backoff(attempt, first=base, cap=cap))

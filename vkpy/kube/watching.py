@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vkpy.aio import backoff
 from vkpy.errors import KubeApiError
 from vkpy.kube.client import JSON, Kube
 
@@ -102,7 +103,7 @@ async def watch_forever(
                 await handle(change)
         except KubeApiError as exc:
             attempt += 1
-            delay = min(0.5 * 2 ** min(attempt, 6), 30.0)
+            delay = backoff(attempt, first=0.5, cap=30.0)
             logger.warning("watch of %s failed (%s); again in %.1fs", path, exc, delay)
             await asyncio.sleep(delay)
         if on_restart is not None:

@@ -37,6 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from vkpy.aio import backoff
 from vkpy.config import KubeletApiConfig
 from vkpy.errors import ConfigError, KubeApiError
 from vkpy.kubeletapi.issuing import (
@@ -262,7 +263,9 @@ class _RenewingCertificate(ServingTls, ABC):
             elif await self._renew_quietly():
                 failures = 0
             else:
-                await asyncio.sleep(min(self.retry_seconds * 2**failures, self.max_retry_seconds))
+                await asyncio.sleep(
+                    backoff(failures, first=self.retry_seconds, cap=self.max_retry_seconds)
+                )
                 failures = min(failures + 1, 16)
 
 

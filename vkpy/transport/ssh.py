@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncssh
 
+from vkpy.aio import backoff
 from vkpy.config import SshConfig
 from vkpy.errors import BackendError, BackendUnavailable
 from vkpy.metrics import RUNNER_COMMANDS, SSH_CONNECTIONS
@@ -137,17 +138,18 @@ class SshRunner:
             except BackendUnavailable as exc:
                 slot.failures += 1
                 slot.last_error = str(exc)
-                backoff = min(
-                    self.config.reconnect_initial_seconds * 2 ** (slot.failures - 1),
-                    self.config.reconnect_max_seconds,
+                delay = backoff(
+                    slot.failures - 1,
+                    first=self.config.reconnect_initial_seconds,
+                    cap=self.config.reconnect_max_seconds,
                 )
-                slot.retry_at = time.monotonic() + backoff
+                slot.retry_at = time.monotonic() + delay
                 logger.warning(
                     "%s: connection %d failed (%s); next attempt in %.1fs",
                     self.target,
                     slot.index,
                     exc,
-                    backoff,
+                    delay,
                 )
                 raise
             slot.sftp = None

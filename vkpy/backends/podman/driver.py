@@ -3,10 +3,11 @@
 Each event marks its pod dirty; one refresher lists the dirty pods' containers (one
 call for one pod or for the node), publishes every changed `PodRun` to the callbacks,
 and asks `progress.plan` what the pod needs. Immediate steps (start, restart, remove,
-stop at the deadline) run in one task per pod, under the pod's lock, after a fresh look;
-later ones (a back-off's end, the deadline) set a timer for the pod. A full resync every
-``resync_seconds`` is the safety net under the events, and runs whenever the event
-stream (re)connects, which is also how a starting backend adopts what runs already.
+stop at the deadline) run in the pod's worker (`vkpy.aio.Workers`), under the pod's
+lock, after a fresh look; later ones (a back-off's end, the deadline) set a timer for
+the pod. A full resync every ``resync_seconds`` is the safety net under the events,
+and runs whenever the event stream (re)connects, which is also how a starting backend
+adopts what runs already.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from vkpy.aio import Workers, backoff, guard
 from vkpy.backend import PodRun
 from vkpy.backends.podman import observed, progress, spec, status, volumes
 from vkpy.backends.podman.api import JSON, PodmanApi
@@ -31,19 +32,8 @@ EVENT_ACTIONS = ("create", "start", "died", "remove")
 TIMER_SLACK = 0.05  # wake a hair after a due time, so "due <= now" holds
 RETRY_PAUSE = 1.0
 DEBOUNCE = 0.05
+EVENTS_BACKOFF_FIRST = 0.5
 EVENTS_BACKOFF_MAX = 30.0
-
-
-async def guard(coroutine: Coroutine[Any, Any, None], what: str) -> None:
-    """Run a background task: log its failure, never swallow its cancellation."""
-    try:
-        await coroutine
-    except asyncio.CancelledError:
-        raise
-    except BackendError as exc:
-        logger.warning("%s failed: %s", what, exc)
-    except Exception:
-        logger.exception("%s failed", what)
 
 
 class Driver:
@@ -70,9 +60,9 @@ class Driver:
         self._specless: set[tuple[str, str]] = set()  # told already: cannot restart
         self._locks: dict[str, asyncio.Lock] = {}
         self._deleting: set[str] = set()
-        self._acting: dict[str, asyncio.Task[None]] = {}
-        self._again: set[str] = set()
-        self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
+        self._acting: Workers[str] = Workers(
+            self.act, name=lambda uid: f"acting on pod uid {uid}", log=logger, quiet=(BackendError,)
+        )
         self._dirty: set[str] = set()
         self._dirty_all = False
         self._wake = asyncio.Event()
@@ -86,19 +76,17 @@ class Driver:
             (self._watch_events(), "the Podman event watcher"),
             (self._resync(), "the periodic resync"),
         ):
-            self._tasks.append(asyncio.create_task(guard(coroutine, what)))
+            self._tasks.append(
+                asyncio.create_task(guard(coroutine, what, log=logger, quiet=(BackendError,)))
+            )
 
     async def stop(self) -> None:
         self._closing = True
-        tasks = [*self._tasks, *self._acting.values()]
+        tasks = list(self._tasks)
         self._tasks.clear()
-        self._acting.clear()
-        for _, handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(self._acting.close(), *tasks, return_exceptions=True)
 
     # ------------------------------------------------------------ per pod
 
@@ -113,7 +101,7 @@ class Driver:
     def deleting(self, uid: str) -> None:
         """From now on, leave the pod alone: it is being deleted."""
         self._deleting.add(uid)
-        self._cancel_timer(uid)
+        self._acting.cancel_timers(uid)
 
     def deleted(self, uid: str) -> None:
         self._deleting.discard(uid)
@@ -124,7 +112,7 @@ class Driver:
         self.pod_ips.pop(uid, None)
         self._specs.pop(uid, None)
         self._specless = {key for key in self._specless if key[0] != uid}
-        self._cancel_timer(uid)
+        self._acting.cancel_timers(uid)
         lock = self._locks.get(uid)
         if lock is not None and not lock.locked():
             del self._locks[uid]
@@ -242,13 +230,14 @@ class Driver:
             self.mark_all()
 
     async def _watch_events(self) -> None:
-        backoff = 0.5
+        failures = 0  # since the stream last connected
         while True:
+            delay = backoff(failures, first=EVENTS_BACKOFF_FIRST, cap=EVENTS_BACKOFF_MAX)
             try:
                 async with self.api.events(
                     labels={spec.NODE: self.node}, actions=EVENT_ACTIONS
                 ) as stream:
-                    backoff = 0.5
+                    failures, delay = 0, EVENTS_BACKOFF_FIRST
                     self.mark_all()  # whatever happened while we were not listening
                     async for event in stream:
                         attributes = (event.get("Actor") or {}).get("Attributes") or {}
@@ -257,9 +246,9 @@ class Driver:
                             self.mark(uid)
                 logger.warning("the Podman event stream ended; reconnecting")
             except BackendError as exc:
-                logger.warning("Podman event stream: %s; reconnecting in %.1fs", exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, EVENTS_BACKOFF_MAX)
+                logger.warning("Podman event stream: %s; reconnecting in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            failures += 1
 
     # ------------------------------------------------------------ acting
 
@@ -267,39 +256,12 @@ class Driver:
         """Act on the pod now, or right after the action already under way."""
         if self._closing or uid in self._deleting:
             return
-        running = self._acting.get(uid)
-        if running is not None and not running.done():
-            self._again.add(uid)
-            return
-        task = asyncio.create_task(guard(self.act(uid), f"acting on pod uid {uid}"))
-        self._acting[uid] = task
-        task.add_done_callback(lambda done: self._acted(uid, done))
-
-    def _acted(self, uid: str, task: asyncio.Task[None]) -> None:
-        if self._acting.get(uid) is task:
-            del self._acting[uid]
-        if uid in self._again:
-            self._again.discard(uid)
-            self.kick(uid)
+        self._acting.mark(uid)
 
     def _schedule(self, uid: str, at: float) -> None:
-        current = self._timers.get(uid)
-        if current is not None:
-            if current[0] <= at:
-                return  # an earlier wake-up plans again anyway
-            current[1].cancel()
+        """Act on the pod at ``at`` (epoch seconds), unless an earlier wake-up is set."""
         delay = max(at - time.time(), 0.0) + TIMER_SLACK
-        handle = asyncio.get_running_loop().call_later(delay, self._timer_fired, uid)
-        self._timers[uid] = (at, handle)
-
-    def _timer_fired(self, uid: str) -> None:
-        self._timers.pop(uid, None)
-        self.kick(uid)
-
-    def _cancel_timer(self, uid: str) -> None:
-        current = self._timers.pop(uid, None)
-        if current is not None:
-            current[1].cancel()
+        self._acting.later(uid, delay, sooner_only=True)
 
     async def act(self, uid: str) -> None:
         """Do what the pod needs next, judged from a fresh look under the pod's lock."""
