@@ -3,7 +3,6 @@ containers, waiting on list(), reading logs, running commands on the login node.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import uuid
 from collections.abc import Callable, Sequence
@@ -13,7 +12,7 @@ from vkpy.backend import Container, LogOptions, PodRun, PodSpec, Running, Termin
 from vkpy.backends.slurm.jobbackend import JobBackend
 from vkpy.testing import contract
 from vkpy.testing.podman import IMAGE
-from vkpy.testing.waiting import listed
+from vkpy.testing.waiting import eventually, listed
 
 TIMEOUT = 90.0
 
@@ -95,14 +94,17 @@ def processes_of(uid: str, marker: str) -> list[str]:
 async def assert_nothing_left(backend: JobBackend, spec: PodSpec, marker: str) -> None:
     """No container of the pod in the login user's Podman, no process of it (a dying
     conmon gets two seconds)."""
-    left: list[str] = []
-    for _ in range(10):
+
+    async def leftovers() -> list[str]:
         names = await remote(
             backend,
             ["podman", "ps", "--all", "--format={{.Names}}", f"--filter=name=vkpy-{spec.uid}"],
         )
-        left = names.split() + processes_of(spec.uid, marker)
-        if not left:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"pod {spec.name} left behind on the login node: {left}")
+        return names.split() + processes_of(spec.uid, marker)
+
+    await eventually(
+        leftovers,
+        what=f"pod {spec.name} to leave nothing behind on the login node",
+        timeout=2,
+        until=lambda left: not left,
+    )

@@ -35,7 +35,7 @@ from vkpy.backends.podman import spec as podman_spec
 from vkpy.config import PodmanConfig
 from vkpy.errors import BackendUnavailable, ImagePullError, UnsupportedPodFeature
 from vkpy.testing.testbed import Endpoints
-from vkpy.testing.waiting import listed
+from vkpy.testing.waiting import eventually, listed
 
 IMAGE = "localhost/busybox:latest"
 TIMEOUT = 30.0
@@ -487,12 +487,18 @@ async def test_status_changes_arrive_through_events(node: Node) -> None:
     lists_before = backend.calls["container.list"]
     created = time.time()
     await backend.create(pod)
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        mine = [(t, r) for t, r in node.changes if r.uid == pod.uid]
-        if mine and isinstance(mine[-1][1].containers[0].state, Terminated):
-            break
-        await asyncio.sleep(0.05)
+
+    def last_pushed() -> PodRun | None:
+        mine = [r for _, r in node.changes if r.uid == pod.uid]
+        return mine[-1] if mine else None
+
+    await eventually(
+        last_pushed,
+        what="the end pushed",
+        timeout=TIMEOUT,
+        interval=0.05,
+        until=lambda r: r is not None and isinstance(r.containers[0].state, Terminated),
+    )
     states = [r.containers[0].state for _, r in node.changes if r.uid == pod.uid]
     assert any(isinstance(s, Running) for s in states)
     assert isinstance(states[-1], Terminated) and states[-1].exit_code == 5
