@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from vkpy.kube.client import Kube
+from vkpy.testing.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,20 +56,6 @@ def pod_for(
             **spec,
         },
     }
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[Any]], *, timeout: float = 30.0, what: str = "condition"
-) -> Any:
-    """Call ``probe`` until it returns something truthy; fail with the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 async def pod_phase(kube: Kube, namespace: str, name: str) -> str | None:

@@ -16,8 +16,9 @@ from kubernetes_asyncio.client import ApiClient
 
 from vkpy.kube.client import Kube
 from vkpy.quantity import parse_quantity
+from vkpy.testing.waiting import eventually
 
-from .helpers import AgentProcess, eventually, kubectl, pod_for, pod_phase, running_agent
+from .helpers import AgentProcess, kubectl, pod_for, pod_phase, running_agent
 from .test_agent_slurm import slurm_agent
 
 NS = "default"

@@ -13,8 +13,9 @@ from kubernetes_asyncio.client import ApiClient
 from vkpy.backends.htcondor import queue
 from vkpy.kube.client import Kube
 from vkpy.testing.rootless import prepare_login_user
+from vkpy.testing.waiting import eventually
 
-from .helpers import AgentProcess, eventually, kubectl, node_ready, pod_for, pod_phase
+from .helpers import AgentProcess, kubectl, node_ready, pod_for, pod_phase
 
 NS = "default"
 IMAGE = "localhost/busybox:latest"

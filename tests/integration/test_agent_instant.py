@@ -17,8 +17,9 @@ from vkpy.config import load
 from vkpy.kube.client import Kube
 from vkpy.quantity import parse_quantity
 from vkpy.testing.instant import EXIT_ANNOTATION, InstantBackend
+from vkpy.testing.waiting import eventually
 
-from .helpers import events_for, eventually, pod_for, pod_phase
+from .helpers import events_for, pod_for, pod_phase
 
 NS = "default"
 

@@ -14,8 +14,9 @@ import pytest
 from kubernetes_asyncio.client import ApiClient
 
 from vkpy.kube.client import Kube
+from vkpy.testing.waiting import eventually
 
-from .helpers import AgentProcess, events_for, eventually, kubectl, node_ready, pod_for, pod_phase
+from .helpers import AgentProcess, events_for, kubectl, node_ready, pod_for, pod_phase
 
 NS = "default"
 IMAGE = "localhost/busybox:latest"

@@ -21,11 +21,11 @@ from vkpy.kube.client import Kube
 from vkpy.testing import slurm, sshd
 from vkpy.testing.processes import Supervisor
 from vkpy.testing.slurm_config import ssh_section
+from vkpy.testing.waiting import eventually
 
 from .helpers import (
     AgentProcess,
     events_for,
-    eventually,
     kubectl,
     logs_become,
     node_ready,

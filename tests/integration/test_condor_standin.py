@@ -1,9 +1,10 @@
 """The HTCondor stand-in on the login node, over the real sshd, as the backend uses it."""
 
-import asyncio
 import json
 import shlex
 import uuid
+
+from vkpy.testing.waiting import eventually
 
 
 async def _submit(login_node, body: str) -> int:
@@ -20,12 +21,14 @@ async def _ads(login_node, command: str, cluster: int) -> list[dict]:
 
 
 async def _wait(login_node, command, cluster, predicate):
-    for _ in range(100):
-        ads = await _ads(login_node, command, cluster)
-        if ads and predicate(ads[0]):
-            return ads[0]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{command} {cluster}: {ads}")
+    ads = await eventually(
+        lambda: _ads(login_node, command, cluster),
+        what=f"{command} {cluster}",
+        timeout=10,
+        interval=0.1,
+        until=lambda found: bool(found) and predicate(found[0]),
+    )
+    return ads[0]
 
 
 async def test_a_job_runs_and_leaves_the_queue_with_its_exit_code(login_node):

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from vkpy.backend import EnvVar, File, LogOptions, Mount, PodRun, Running, Terminated, Volume
+from vkpy.backend import EnvVar, File, Mount, PodRun, Running, Terminated, Volume
 from vkpy.backends.htcondor import HTCondorBackend, queue
 from vkpy.testing.htcondor_config import htcondor_on_testbed
 from vkpy.testing.testbed import Endpoints
@@ -156,50 +156,6 @@ async def test_exit_code_and_delete_of_a_running_pod(backend: HTCondorBackend) -
     gone = await backend.runner.run(["test", "-e", backend.layout.pod(stubborn.uid)])
     assert gone.status == 1
     await backend.delete(stubborn.uid, grace_seconds=0)  # again: nothing to do
-
-
-async def test_logs_follow_the_running_container(backend: HTCondorBackend) -> None:
-    spec = pod("follow", shell("main", "for i in 1 2 3 4; do echo line-$i; sleep 1; done"))
-    await backend.create(spec)
-    await wait_for(backend, spec.uid, running("main"), "the container to run")
-    began = time.monotonic()
-    arrivals = []
-    async for chunk in backend.logs(spec.uid, "main", LogOptions(follow=True)):
-        arrivals.append((chunk, time.monotonic() - began))
-    assert b"".join(c for c, _ in arrivals).endswith(b"line-3\nline-4\n")
-    assert len(arrivals) >= 2 and arrivals[-1][1] - arrivals[0][1] >= 1.5  # streamed
-
-
-async def test_active_deadline_ends_the_pod(backend: HTCondorBackend) -> None:
-    spec = pod("deadline", shell("main", "sleep 120"), active_deadline_seconds=3)
-    await backend.create(spec)
-    run = await wait_for(backend, spec.uid, ended, "the deadline to end the pod", timeout=40)
-    assert run is not None and run.reason == "DeadlineExceeded"
-    assert states(run)["main"].reason == "DeadlineExceeded"
-
-
-async def test_a_new_backend_adopts_the_jobs(login_user: Endpoints) -> None:
-    node = node_name("adopt")
-    long = pod("long", shell("main", "sleep 20"))
-    short = pod("short", shell("main", "echo done"))
-    async with htcondor_on_testbed(login_user.ssh, node_name=node) as first:
-        await first.create(long)
-        await first.create(short)
-        await wait_for(first, short.uid, ended, "the short pod to end")
-        await wait_for(first, long.uid, running("main"), "the long pod to run")
-        before = await first.list()
-        async with htcondor_on_testbed(login_user.ssh, node_name=node) as second:
-            adopted = await second.list()
-            assert set(adopted) == {long.uid, short.uid}
-            for uid in (long.uid, short.uid):
-                assert adopted[uid].job_id == before[uid].job_id
-                assert adopted[uid].name == before[uid].name
-            assert isinstance(adopted[long.uid].containers[0].state, Running)
-            assert adopted[short.uid].containers[0].state == before[short.uid].containers[0].state
-            await second.create(long)  # never a second job
-            assert second.runner.calls["condor_submit"] == 0
-            jobs = await ads(second, queue.condor_q_argv(node, uid=long.uid))
-            assert [f"{a['ClusterId']}.0" for a in jobs] == [before[long.uid].job_id]
 
 
 async def test_many_pods_one_condor_q_per_list(backend: HTCondorBackend) -> None:

@@ -3,27 +3,51 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
-from vkpy.backends.htcondor import HTCondorBackend
+from vkpy.backends.htcondor import HTCondorBackend, queue
 from vkpy.testing import contract
 from vkpy.testing.htcondor_config import htcondor_on_testbed
-from vkpy.testing.rootless import prepare_login_user
 from vkpy.testing.testbed import Endpoints
+
+from .jobs import JOB_TRAITS, remote
+
+
+async def condor_jobs(backend: HTCondorBackend, uid: str) -> list[str]:
+    """The pod's job IDs, asked of condor_q itself."""
+    ads = queue.parse_ads(await remote(backend, queue.condor_q_argv(backend.node, uid=uid)))
+    return [f"{ad['ClusterId']}.0" for ad in ads]
+
+
+HOST = contract.Host(instances=condor_jobs, submissions=lambda b: b.runner.calls["condor_submit"])
 
 
 @pytest.fixture
-async def htcondor_backend(testbed: Endpoints) -> AsyncIterator[HTCondorBackend]:
-    prepare_login_user(testbed.ssh.user)
+async def harness(login_user: Endpoints) -> AsyncIterator[contract.Harness]:
     node = f"ccontract-{uuid.uuid4().hex[:10]}"
-    async with htcondor_on_testbed(testbed.ssh, node_name=node) as backend:
-        yield backend
+    async with contextlib.AsyncExitStack() as backends:
+
+        async def successor() -> HTCondorBackend:
+            return await backends.enter_async_context(
+                htcondor_on_testbed(login_user.ssh, node_name=node)
+            )
+
+        first = await successor()
+        async with contract.Harness(
+            first,
+            timeout=90.0,
+            poll_seconds=0.5,
+            traits=JOB_TRAITS,
+            successor=successor,
+            host=HOST,
+        ) as made:
+            yield made
 
 
 @pytest.mark.parametrize("check", contract.CHECKS, ids=contract.check_id)
-async def test_contract(check: contract.Check, htcondor_backend: HTCondorBackend) -> None:
-    async with contract.Harness(htcondor_backend, timeout=90.0, poll_seconds=0.5) as harness:
-        await check(harness)
+async def test_contract(check: contract.Check, harness: contract.Harness) -> None:
+    await check(harness)

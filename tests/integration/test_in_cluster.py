@@ -36,8 +36,9 @@ from kubernetes_asyncio.client import ApiClient
 
 from vkpy.errors import KubeApiError
 from vkpy.kube.client import Kube
+from vkpy.testing.waiting import eventually
 
-from .helpers import events_for, eventually, kubectl, pod_for, pod_phase
+from .helpers import events_for, kubectl, pod_for, pod_phase
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = "system:serviceaccount:vkpy:vkpy"

@@ -41,8 +41,7 @@ from vkpy.kubeletapi.server import KubeletApiServer
 from vkpy.kubeletapi.tls import ServingTls
 from vkpy.testing import pki
 from vkpy.testing.testbed import Endpoints
-
-from .helpers import eventually
+from vkpy.testing.waiting import eventually
 
 NS = "default"
 UTC = datetime.UTC

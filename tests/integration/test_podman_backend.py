@@ -15,27 +15,60 @@ from vkpy.testing import contract
 from vkpy.testing.testbed import Endpoints
 
 
+def fast_delay(restart_count: int) -> float:
+    """Restarts back off 1 s, 2 s, ... instead of the kubelet's 10 s, so checks await them."""
+    return 1.0 * (1 << restart_count)
+
+
+TRAITS = contract.Traits(restart_backoff=fast_delay(0))
+
+
+async def podman_pods(backend: PodmanBackend, uid: str) -> list[str]:
+    """The Podman pods holding the pod's containers, asked of Podman itself."""
+    entries = await backend.api.list_containers(
+        {podman_spec.UID: uid, podman_spec.NODE: backend.node}
+    )
+    return sorted({str(e["PodName"]) for e in entries if e.get("PodName")})
+
+
+HOST = contract.Host(instances=podman_pods, submissions=lambda b: b.api.calls["pod.create"])
+
+
 @pytest.fixture
-async def backend(testbed: Endpoints, tmp_path: Path) -> AsyncIterator[PodmanBackend]:
+async def harness(testbed: Endpoints, tmp_path: Path) -> AsyncIterator[contract.Harness]:
     config = PodmanConfig(
         socket=str(testbed.podman.socket),
         state_dir=tmp_path / "state",
         memory_dir=tmp_path / "memory",
     )
     # A node name of its own: list() filters on it, so tests never see each other's pods.
-    started = PodmanBackend(config, node_name=f"contract-{uuid.uuid4().hex[:10]}")
-    await started.start()
+    node = f"contract-{uuid.uuid4().hex[:10]}"
+    started: list[PodmanBackend] = []
+
+    async def start() -> PodmanBackend:
+        """A backend for the node; the one before is closed as a crash would leave it:
+        its pods stay and nobody watches them."""
+        if started:
+            await started[-1].close()
+        backend = PodmanBackend(config, node_name=node, restart_delay=fast_delay)
+        await backend.start()
+        started.append(backend)
+        return backend
+
+    first = await start()
     try:
-        yield started
+        async with contract.Harness(first, traits=TRAITS, successor=start, host=HOST) as made:
+            yield made
     finally:
-        for uid in await started.list():
-            await started.delete(uid, grace_seconds=0)
-        left = await started.api.list_containers({podman_spec.NODE: started.node})
-        await started.close()
+        last = started[-1]
+        for uid in await last.list():
+            await last.delete(uid, grace_seconds=0)
+        left = await last.api.list_containers({podman_spec.NODE: node})
+        for backend in started:
+            await backend.close()
     assert left == [], "the test left Podman containers behind"
 
 
 @pytest.mark.parametrize("check", contract.CHECKS, ids=contract.check_id)
-async def test_contract(check: contract.Check, backend: PodmanBackend) -> None:
-    async with contract.Harness(backend) as harness:
-        await check(harness)
+async def test_contract(check: contract.Check, harness: contract.Harness) -> None:
+    await check(harness)

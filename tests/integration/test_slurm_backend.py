@@ -20,7 +20,6 @@ from vkpy.backend import (
     Mount,
     PodRun,
     PodSpec,
-    Running,
     Volume,
     Waiting,
 )
@@ -152,18 +151,6 @@ async def test_create_twice_submits_once(backend: SlurmBackend) -> None:
     assert len(jobs.split()) == 1
 
 
-async def test_active_deadline_ends_the_pod(backend: SlurmBackend) -> None:
-    spec = pod("deadline", shell("main", "sleep 120"), active_deadline_seconds=3)
-    began = time.monotonic()
-    await backend.create(spec)
-    run = await wait_for(backend, spec.uid, ended, "the deadline to end the pod", timeout=40)
-    assert run is not None
-    assert time.monotonic() - began < 20
-    assert run.reason == "DeadlineExceeded"
-    main = states(run)["main"]
-    assert main.reason == "DeadlineExceeded" and main.exit_code in (137, 143)
-
-
 async def test_delete_stops_running_and_queued_jobs(backend: SlurmBackend) -> None:
     stubborn = pod("stubborn", shell("main", "trap '' TERM; while :; do sleep 1; done"))
     held = pod("held", shell("main", "true"), annotations={"slurm.vkpy.io/flags": "--hold"})
@@ -195,49 +182,7 @@ async def test_delete_stops_running_and_queued_jobs(backend: SlurmBackend) -> No
     await backend.delete(stubborn.uid, grace_seconds=0)  # again: nothing to do
 
 
-async def test_logs_follow_the_running_container(backend: SlurmBackend) -> None:
-    spec = pod("follow", shell("main", "for i in 1 2 3 4; do echo line-$i; sleep 1; done"))
-    await backend.create(spec)
-    await wait_for(backend, spec.uid, running("main"), "the container to run")
-    began = time.monotonic()
-    arrivals = []
-    async for chunk in backend.logs(spec.uid, "main", LogOptions(follow=True)):
-        arrivals.append((chunk, time.monotonic() - began))
-    assert b"".join(c for c, _ in arrivals).endswith(b"line-3\nline-4\n")
-    assert len(arrivals) >= 2 and arrivals[-1][1] - arrivals[0][1] >= 1.5  # streamed
-
-
 # ---------------------------------------------------------------- restarts
-
-
-async def test_a_new_backend_adopts_the_jobs(login_user: Endpoints) -> None:
-    node = node_name("adopt")
-    long = pod("long", shell("main", "sleep 20"))
-    short = pod("short", shell("main", "echo done"))
-    async with backend_on_testbed(login_user.ssh, login_user.slurm, node_name=node) as first:
-        await first.create(long)
-        await first.create(short)
-        await wait_for(first, short.uid, ended, "the short pod to end")
-        await wait_for(first, long.uid, running("main"), "the long pod to run")
-        before = await first.list()
-        async with backend_on_testbed(login_user.ssh, login_user.slurm, node_name=node) as second:
-            adopted = await second.list()
-            assert set(adopted) == {long.uid, short.uid}
-            for uid in (long.uid, short.uid):
-                assert adopted[uid].job_id == before[uid].job_id
-                assert (adopted[uid].namespace, adopted[uid].name) == (
-                    before[uid].namespace,
-                    before[uid].name,
-                )
-            assert isinstance(adopted[long.uid].containers[0].state, Running)
-            assert adopted[short.uid].containers[0].state == before[short.uid].containers[0].state
-            await second.create(long)  # never a second job
-            name = f"--name=vkpy_{node}_{long.uid}"
-            jobs = await remote(
-                second, ["squeue", "--me", "--noheader", "--states=all", name, "--format=%i"]
-            )
-            assert jobs.split() == [before[long.uid].job_id]
-            # The second backend's cleanup deletes both; the first then holds nothing.
 
 
 async def test_sshd_restart_mid_run(login_user: Endpoints) -> None:

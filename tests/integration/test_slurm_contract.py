@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -9,25 +10,45 @@ import pytest
 
 from vkpy.backends.slurm import SlurmBackend
 from vkpy.testing import contract
-from vkpy.testing.rootless import prepare_login_user
 from vkpy.testing.slurm_config import backend_on_testbed
 from vkpy.testing.testbed import Endpoints
 
+from .jobs import JOB_TRAITS, remote
 
-@pytest.fixture(scope="module")
-def login_user(testbed: Endpoints) -> Endpoints:
-    prepare_login_user(testbed.ssh.user)
-    return testbed
+
+async def slurm_jobs(backend: SlurmBackend, uid: str) -> list[str]:
+    """The pod's job IDs, asked of squeue itself."""
+    name = f"--name=vkpy_{backend.node}_{uid}"
+    argv = ["squeue", "--me", "--noheader", "--states=all", name, "--format=%i"]
+    return (await remote(backend, argv)).split()
+
+
+HOST = contract.Host(instances=slurm_jobs, submissions=lambda b: b.runner.calls["sbatch"])
 
 
 @pytest.fixture
-async def slurm_backend(login_user: Endpoints) -> AsyncIterator[SlurmBackend]:
+async def harness(login_user: Endpoints) -> AsyncIterator[contract.Harness]:
     node = f"contract-{uuid.uuid4().hex[:10]}"
-    async with backend_on_testbed(login_user.ssh, login_user.slurm, node_name=node) as backend:
-        yield backend
+    async with contextlib.AsyncExitStack() as backends:
+
+        def start() -> contextlib.AbstractAsyncContextManager[SlurmBackend]:
+            return backend_on_testbed(login_user.ssh, login_user.slurm, node_name=node)
+
+        async def successor() -> SlurmBackend:
+            return await backends.enter_async_context(start())
+
+        first = await successor()
+        async with contract.Harness(
+            first,
+            timeout=90.0,
+            poll_seconds=0.5,
+            traits=JOB_TRAITS,
+            successor=successor,
+            host=HOST,
+        ) as made:
+            yield made
 
 
 @pytest.mark.parametrize("check", contract.CHECKS, ids=contract.check_id)
-async def test_contract(check: contract.Check, slurm_backend: SlurmBackend) -> None:
-    async with contract.Harness(slurm_backend, timeout=90.0, poll_seconds=0.5) as harness:
-        await check(harness)
+async def test_contract(check: contract.Check, harness: contract.Harness) -> None:
+    await check(harness)

@@ -1,12 +1,13 @@
 """The testbed's parts are real: scheduler, Podman, Slurm behind sshd, and env.sh."""
 
-import asyncio
 import os
 import subprocess
 import uuid
 
 import aiohttp
 from kubernetes_asyncio.client import CoreV1Api
+
+from vkpy.testing.waiting import eventually
 
 TAINT = {"key": "virtual-kubelet.io/provider", "value": "selftest", "effect": "NoSchedule"}
 
@@ -52,11 +53,13 @@ async def test_real_scheduler_binds_only_the_tolerating_pod(kube_api):
             await core.create_namespaced_pod(
                 "default", _pod(name, node, tolerate=kind == "tolerating")
             )
-        for _ in range(100):
-            bound = await core.read_namespaced_pod(names["tolerating"], "default")
-            if bound.spec.node_name:
-                break
-            await asyncio.sleep(0.1)
+        bound = await eventually(
+            lambda: core.read_namespaced_pod(names["tolerating"], "default"),
+            what="the tolerating pod bound",
+            timeout=10,
+            interval=0.1,
+            until=lambda pod: bool(pod.spec.node_name),
+        )
         assert bound.spec.node_name == node
         pending = await core.read_namespaced_pod(names["untolerating"], "default")
         assert pending.spec.node_name is None
@@ -110,14 +113,19 @@ async def test_sbatch_over_ssh_as_the_login_user_completes(login_node):
         "sbatch --parsable --wrap 'echo ran on $(hostname) as $(id -un)'", check=True
     )
     job = submitted.stdout.strip().split(";")[0]
-    state = ""
-    for _ in range(100):
+
+    async def state() -> str:
         result = await login_node.run(f"sacct -c -j {job} -n -P -o state,exitcode", check=True)
-        state = result.stdout.strip()
-        if state.startswith("COMPLETED"):
-            break
-        await asyncio.sleep(0.2)
-    assert state == "COMPLETED|0:0"
+        return str(result.stdout.strip())
+
+    done = await eventually(
+        state,
+        what=f"job {job} to complete",
+        timeout=20,
+        interval=0.2,
+        until=lambda s: s.startswith("COMPLETED"),
+    )
+    assert done == "COMPLETED|0:0"
     output = await login_node.run(f"cat slurm-{job}.out", check=True)
     assert output.stdout.strip().endswith("as vkpyuser")
 

@@ -5,7 +5,6 @@ apiserver and controller-manager is in tests/integration/test_kubelet_api.py."""
 import asyncio
 import base64
 import datetime
-import inspect
 import ipaddress
 import logging
 import ssl
@@ -43,6 +42,7 @@ from vkpy.kubeletapi.issuing import (
 )
 from vkpy.kubeletapi.tls import ServingTls
 from vkpy.testing import pki
+from vkpy.testing.waiting import eventually
 
 UTC = datetime.UTC
 
@@ -113,18 +113,6 @@ async def listener() -> AsyncIterator[list]:
     yield [start]
     for runner in runners:
         await runner.cleanup()
-
-
-async def eventually(probe, timeout: float = 10.0):
-    """Call ``probe`` (sync or async) until it returns something truthy, or time runs out."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = probe()
-        if inspect.isawaitable(value):
-            value = await value
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -263,7 +251,7 @@ async def test_files_are_reloaded_when_they_change(ca, tmp_path, listener, caplo
             ca, tmp_path / "two", common_name="two", server=True, ip_addresses=("127.0.0.1",)
         )
         cert_file.write_bytes(renewed.cert.read_bytes())
-        await eventually(lambda: "not reloaded" in caplog.text)
+        await eventually(lambda: "not reloaded" in caplog.text, timeout=10, what="the warning")
         assert "not reloaded" in caplog.text
         assert (await served(port, ca)).subject.rfc4514_string() == "CN=one"
         key_file.write_bytes(renewed.key.read_bytes())
@@ -271,7 +259,7 @@ async def test_files_are_reloaded_when_they_change(ca, tmp_path, listener, caplo
         async def swapped() -> bool:
             return (await served(port, ca)).subject.rfc4514_string() == "CN=two"
 
-        assert await eventually(swapped)
+        assert await eventually(swapped, timeout=10, what="the new certificate served")
         assert not task.done()
     finally:
         task.cancel()
@@ -339,7 +327,11 @@ async def test_a_stored_certificate_past_its_renewal_time_is_served_then_renewed
     assert source.renew_at < now
     task = asyncio.create_task(source.run())
     try:
-        await eventually(lambda: source.certificate.serial_number != old.serial_number)
+        await eventually(
+            lambda: source.certificate.serial_number != old.serial_number,
+            timeout=10,
+            what="a renewed certificate",
+        )
         assert source.certificate.serial_number != old.serial_number
         assert source.renew_at > now + datetime.timedelta(days=200)
     finally:
@@ -473,7 +465,7 @@ async def test_a_certificate_signed_by_another_clusters_ca_is_replaced(tmp_path,
     assert same.load_existing()
     task = asyncio.create_task(source.run())
     try:
-        await eventually(lambda: source.certificate is not None)
+        await eventually(lambda: source.certificate is not None, timeout=10, what="a certificate")
         assert source.certificate.issuer.rfc4514_string() == "CN=new-cluster-ca"
         assert source.renew_at > now + datetime.timedelta(days=20)
     finally:

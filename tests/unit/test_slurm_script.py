@@ -19,6 +19,7 @@ from vkpy.backends.slurm.runtime import RuntimeOptions
 from vkpy.backends.slurm.script import Settings, StagedFile, Submission, render
 from vkpy.errors import PodRejected
 from vkpy.testing.contract import HOSTILE_VALUES
+from vkpy.testing.waiting import eventually_sync
 
 UID = "5e0c9a62-3b1f-4f0e-9c39-2f5d1a7b8c90"
 
@@ -403,13 +404,6 @@ def test_on_failure_restarts_with_back_off(tmp_path, fake_runtime):
     assert flaky.last_state is not None and flaky.last_state.exit_code == 7
 
 
-def wait_for_file(path: Path, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("kind", ["podman", "apptainer"])
 @pytest.mark.parametrize(("ignore_term", "code"), [(False, 143), (True, 137)])
 def test_sigterm_stops_containers_within_the_grace_period(
@@ -425,7 +419,8 @@ def test_sigterm_stops_containers_within_the_grace_period(
     directory = Path(submission.pod_dir)
     # The runtime is ready (its TERM disposition set) once it records its pid.
     name = f"vkpy-{UID}-main" if kind == "podman" else "unnamed"
-    wait_for_file(fake_state(submission) / f"{name}.pid")
+    pid_file = fake_state(submission) / f"{name}.pid"
+    eventually_sync(pid_file.exists, what=f"{pid_file} to appear", timeout=10, interval=0.05)
     (directory / "grace").write_text("1\n")  # as delete() writes it
     began = time.monotonic()
     process.send_signal(signal.SIGTERM)
@@ -454,7 +449,8 @@ def test_a_shorter_grace_period_handed_over_while_stopping_wins(tmp_path, fake_r
     submission = render(pod, layout=layout, settings=settings(fake_runtime), now=time.time())
     process = start(submission)
     directory = Path(submission.pod_dir)
-    wait_for_file(directory / "stop", timeout=5)
+    stop = directory / "stop"
+    eventually_sync(stop.exists, what=f"{stop} to appear", timeout=5, interval=0.05)
     time.sleep(0.5)
     assert process.poll() is None  # stopping, within its 30 s
     (directory / "grace").write_text("0\n")
@@ -548,7 +544,8 @@ def test_a_container_stopped_before_podman_knew_it_is_not_completed(tmp_path, fa
     layout = Layout(str(tmp_path / "base"))
     submission = render(pod, layout=layout, settings=settings(fake_runtime), now=0)
     process = start(submission)
-    wait_for_file(fake_state(submission) / f"vkpy-{UID}-main.pid")
+    pid_file = fake_state(submission) / f"vkpy-{UID}-main.pid"
+    eventually_sync(pid_file.exists, what=f"{pid_file} to appear", timeout=10, interval=0.05)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 137
     main = pod_run(layout).containers[0]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from vkpy.testing.errors import TestbedError
+from vkpy.testing.waiting import WaitTimeout, eventually_sync
 
 
 class Supervisor:
@@ -82,14 +83,18 @@ class Supervisor:
         self, name: str, ready: Callable[[], bool], *, what: str, timeout: float = 60.0
     ) -> None:
         """Poll ``ready`` until true; fail with the daemon's log tail if it died or timed out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def alive_and_ready() -> bool:
             if ready():
-                return
+                return True
             if self.pid(name) is None:
                 raise TestbedError(f"{name} exited before {what}:\n{self.log_tail(name)}")
-            time.sleep(0.1)
-        raise TestbedError(f"{name}: no {what} after {timeout:.0f}s:\n{self.log_tail(name)}")
+            return False
+
+        try:
+            eventually_sync(alive_and_ready, what=f"{name}: {what}", timeout=timeout)
+        except WaitTimeout as timed_out:
+            raise TestbedError(f"{timed_out}\n{self.log_tail(name)}") from None
 
 
 def _alive(pid: int) -> bool:
