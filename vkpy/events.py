@@ -13,15 +13,15 @@ import logging
 import uuid
 from collections import OrderedDict
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from vkpy.errors import KubeApiError
+from vkpy.jsontypes import JSON
 from vkpy.kube.client import Kube
 from vkpy.kube.times import rfc3339
 
 logger = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 CACHE_SIZE = 4096
 QUEUE_SIZE = 10000
 MAX_MESSAGE = 1024

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 from vkpy.errors import KubeApiError
+from vkpy.jsontypes import JSON
 from vkpy.kube.client import Kube, sleep_backoff
 from vkpy.kube.times import micro_time
 
 logger = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 NAMESPACE = "kube-node-lease"
 
 

@@ -19,18 +19,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from vkpy import __version__
 from vkpy.backend import Capacity, Health
 from vkpy.config import NodeConfig
 from vkpy.errors import KubeApiError
+from vkpy.jsontypes import JSON
 from vkpy.kube.client import Kube
 from vkpy.kube.times import rfc3339
 
 logger = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 PROVIDER_TAINT = "virtual-kubelet.io/provider"
 KUBELET_VERSION = f"v1.36.0-vkpy-{__version__}"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}

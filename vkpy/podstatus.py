@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from vkpy.backend import ContainerStatus, PodRun, Running, Terminated, Waiting
+from vkpy.jsontypes import JSON
 from vkpy.kube.times import rfc3339
 
-JSON = dict[str, Any]
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
 

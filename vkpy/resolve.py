@@ -14,14 +14,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
-from typing import Any
 
 from vkpy.backend import POD_IP, Container, EnvVar, File, Mount, PodSpec, Resources, Volume
 from vkpy.errors import KubeApiError, PodConfigError, UnsupportedPodFeature
+from vkpy.jsontypes import JSON
 from vkpy.kube.client import Kube
 from vkpy.quantity import parse_quantity
 
-JSON = dict[str, Any]
 TOKEN_SECONDS_DEFAULT = 3607
 SUPPORTED_VOLUMES = ("emptyDir", "configMap", "secret", "downwardAPI", "projected", "hostPath")
 _UNSUPPORTED_POD_FIELDS = {

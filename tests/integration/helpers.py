@@ -14,12 +14,11 @@ from typing import Any
 
 import yaml
 
+from vkpy.jsontypes import JSON
 from vkpy.kube.client import Kube
 from vkpy.testing.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
-
-JSON = dict[str, Any]
 
 
 def pod_for(

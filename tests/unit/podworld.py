@@ -9,11 +9,11 @@ from typing import Any
 
 from vkpy.backend import PodSpec
 from vkpy.events import EventRecorder
+from vkpy.jsontypes import JSON
 from vkpy.pods import PodController
 from vkpy.testing.instant import InstantBackend
 from vkpy.testing.memkube import MemKube
 
-JSON = dict[str, Any]
 NODE = "n1"
 NS = "team"
 

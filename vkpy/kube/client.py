@@ -30,10 +30,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from vkpy.aio import backoff
 from vkpy.errors import ConfigError, KubeApiError
+from vkpy.jsontypes import JSON
 
 logger = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 # Called before each request with (method, path); the agent counts requests with it.
 RequestHook = Callable[[str, str], None]
 MERGE_PATCH = "application/merge-patch+json"

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from vkpy.aio import backoff
 from vkpy.errors import KubeApiError
-from vkpy.kube.client import JSON, Kube
+from vkpy.jsontypes import JSON
+from vkpy.kube.client import Kube
 
 logger = logging.getLogger(__name__)
 

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from vkpy.aio import backoff
 from vkpy.config import KubeletApiConfig
 from vkpy.errors import ConfigError, KubeApiError
+from vkpy.jsontypes import JSON
 from vkpy.kubeletapi.issuing import (
     RENEW_FRACTION,
     SIGNER,
@@ -55,7 +56,7 @@ from vkpy.kubeletapi.issuing import (
     usages_for,
     write_private,
 )
-from vkpy.kubeletapi.protocols import JSON, KubeRequests
+from vkpy.kubeletapi.protocols import KubeRequests
 from vkpy.kubeletapi.tls import ServingTls, read_certificates
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from vkpy.kubeletapi.protocols import JSON
+from vkpy.jsontypes import JSON
 
 SIGNER = "kubernetes.io/kubelet-serving"
 RENEW_FRACTION = 0.8

@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-JSON = dict[str, Any]
+from vkpy.jsontypes import JSON
 
 # (namespace, name) -> the pod as the API returned it, if it is bound to this node.
 PodLookup = Callable[[str, str], Mapping[str, Any] | None]

@@ -19,10 +19,11 @@ from vkpy.aio import Workers, backoff, supervise
 from vkpy.backend import Backend, PodRun
 from vkpy.errors import BackendError, BackendUnavailable, KubeApiError
 from vkpy.events import EventRecorder
+from vkpy.jsontypes import JSON
 from vkpy.kube.client import Kube
 from vkpy.kube.watching import Change, Snapshot, watch_forever
 from vkpy.metrics import backend_call, count_watch_restart, reconcile_timer, set_pod_phases
-from vkpy.pods.state import JSON, Stage, Tracked, pod_log
+from vkpy.pods.state import Stage, Tracked, pod_log
 from vkpy.pods.steps import Steps
 from vkpy.podstatus import Observation
 

@@ -15,11 +15,10 @@ from enum import Enum
 from typing import Any
 
 from vkpy.backend import PodRun, Waiting
+from vkpy.jsontypes import JSON
 from vkpy.podstatus import Observation
 
 logger = logging.getLogger("vkpy.pods")
-
-JSON = dict[str, Any]
 
 
 class Stage(Enum):

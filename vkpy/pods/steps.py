@@ -40,10 +40,11 @@ from vkpy.errors import (
     PodRejected,
 )
 from vkpy.events import EventRecorder
+from vkpy.jsontypes import JSON
 from vkpy.kube.client import Kube
 from vkpy.kube.times import parse
 from vkpy.metrics import backend_call
-from vkpy.pods.state import JSON, Stage, Tracked, pod_log
+from vkpy.pods.state import Stage, Tracked, pod_log
 from vkpy.podstatus import TERMINAL_PHASES, pod_status, same_status
 from vkpy.resolve import fetch_sources, pod_spec
 

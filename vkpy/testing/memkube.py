@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from vkpy.errors import KubeApiError
+from vkpy.jsontypes import JSON
 from vkpy.kube.client import MERGE_PATCH, STRATEGIC_MERGE_PATCH, Kube
 from vkpy.kube.times import rfc3339
 
-JSON = dict[str, Any]
 Key = tuple[str, str, str, str]  # (API prefix, plural, namespace, name)
 
 

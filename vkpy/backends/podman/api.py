@@ -25,10 +25,10 @@ from urllib.parse import quote
 import aiohttp
 
 from vkpy.errors import BackendError, BackendUnavailable, ImagePullError, PodNotFound
+from vkpy.jsontypes import JSON
 
 logger = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 API_VERSION = "v4.0.0"
 STDOUT, STDERR = 1, 2
 HEADER = struct.Struct(">BxxxL")

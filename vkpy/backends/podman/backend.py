@@ -35,7 +35,7 @@ from pathlib import Path
 
 from vkpy.backend import Capacity, Health, LogOptions, PodRun, PodSpec, restart_delay
 from vkpy.backends.podman import observed, spec, status, volumes
-from vkpy.backends.podman.api import JSON, PodmanApi, wait_until_ready
+from vkpy.backends.podman.api import PodmanApi, wait_until_ready
 from vkpy.backends.podman.driver import Driver
 from vkpy.backends.podman.service import PodmanService
 from vkpy.config import PodmanConfig
@@ -47,6 +47,7 @@ from vkpy.errors import (
     PodNotFound,
     PodRejected,
 )
+from vkpy.jsontypes import JSON
 
 logger = logging.getLogger(__name__)
 

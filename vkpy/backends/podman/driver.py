@@ -23,8 +23,9 @@ from pathlib import Path
 from vkpy.aio import Workers, backoff, guard
 from vkpy.backend import PodRun
 from vkpy.backends.podman import observed, progress, spec, status, volumes
-from vkpy.backends.podman.api import JSON, PodmanApi
+from vkpy.backends.podman.api import PodmanApi
 from vkpy.errors import BackendError, BackendUnavailable, PodNotFound
+from vkpy.jsontypes import JSON
 
 logger = logging.getLogger(__name__)
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
 from vkpy.backend import RestartPolicy
 from vkpy.backends.podman import spec
-
-JSON = dict[str, Any]
+from vkpy.jsontypes import JSON
 
 RUNNING_STATES = frozenset({"running", "paused", "stopping"})
 ENDED_STATES = frozenset({"exited", "stopped"})

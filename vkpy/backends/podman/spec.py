@@ -16,12 +16,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Literal
 
 from vkpy.backend import Container, PodSpec
 from vkpy.errors import UnsupportedPodFeature
+from vkpy.jsontypes import JSON
 
-JSON = dict[str, Any]
 Network = Literal["bridge", "host", "none"]
 
 UID = "vkpy.io/pod-uid"

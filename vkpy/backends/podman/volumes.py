@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from vkpy.backend import PodSpec, Volume
-from vkpy.backends.podman.spec import JSON, HostVolume, check_uid
+from vkpy.backends.podman.spec import HostVolume, check_uid
 from vkpy.errors import UnsupportedPodFeature
+from vkpy.jsontypes import JSON
 
 logger = logging.getLogger(__name__)
 
