@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vkpy.backend import Container, LogOptions, PodRun, PodSpec, Running, Terminated
-from vkpy.backends.slurm.jobbackend import JobBackend
+from vkpy.backends.batch.jobbackend import JobBackend
 from vkpy.testing.podman import IMAGE
 
 TIMEOUT = 90.0

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from vkpy.backends.htcondor import HTCondorBackend
+from vkpy.backends.htcondor.backend import HTCondorBackend
 from vkpy.testing import contract
 from vkpy.testing.htcondor_config import htcondor_on_testbed
 from vkpy.testing.rootless import prepare_login_user

@@ -24,7 +24,8 @@ from vkpy.backend import (
     Volume,
     Waiting,
 )
-from vkpy.backends.slurm import SlurmBackend, queue
+from vkpy.backends.slurm import queue
+from vkpy.backends.slurm.backend import SlurmBackend
 from vkpy.errors import BackendUnavailable
 from vkpy.testing.processes import port_open
 from vkpy.testing.slurm_config import backend_on_testbed
