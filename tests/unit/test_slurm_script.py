@@ -4,6 +4,7 @@ container runtime that prints the argv and environment it was given, byte for by
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -149,8 +150,18 @@ def run_job(submission: Submission, timeout: float = 30, **env: str) -> int:
     return process.returncode
 
 
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z[ +]")
+
+
+def unstamped(text: str) -> list[str]:
+    """A log file's lines without the stamp the job script puts before each."""
+    lines = text.splitlines()
+    assert all(STAMP.match(line) for line in lines), lines
+    return [line[31:] for line in lines]
+
+
 def logged(directory: Path, container: str, run: int = 0) -> tuple[list[bytes], list[bytes]]:
-    lines = (directory / "logs" / f"{container}.{run}.log").read_text().splitlines()
+    lines = unstamped((directory / "logs" / f"{container}.{run}.log").read_text())
     args = [bytes.fromhex(line[4:]) for line in lines if line.startswith("ARG:")]
     env = [bytes.fromhex(line[4:]) for line in lines if line.startswith("ENV:")]
     return args, env

@@ -35,6 +35,7 @@ class PodMeta:
     images: Mapping[str, str] = field(default_factory=dict, hash=False)
     restart_policy: str = "Never"
     reports_ip: bool = True
+    stamped_logs: bool = False  # its log lines carry stamps (`template`); older pods' do not
 
     def to_json(self) -> str:
         return json.dumps(
@@ -46,6 +47,7 @@ class PodMeta:
                 "images": dict(self.images),
                 "restart_policy": self.restart_policy,
                 "reports_ip": self.reports_ip,
+                "stamped_logs": self.stamped_logs,
             },
             sort_keys=True,
         )
@@ -62,6 +64,7 @@ class PodMeta:
                 images={str(k): str(v) for k, v in data.get("images", {}).items()},
                 restart_policy=str(data.get("restart_policy", "Never")),
                 reports_ip=bool(data.get("reports_ip", True)),
+                stamped_logs=bool(data.get("stamped_logs", False)),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return None

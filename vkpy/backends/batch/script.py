@@ -322,6 +322,7 @@ def prepare(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> 
         images={c.name: c.image for c in (*pod.init_containers, *pod.containers)},
         restart_policy=pod.restart_policy,
         reports_ip=_shares_node_network(pod, settings),
+        stamped_logs=True,
     )
     files.append(StagedFile(f"{pod_dir}/status/{naming.META}", meta.to_json().encode() + b"\n"))
     files.append(StagedFile(f"{pod_dir}/job.sh", script.encode(), DIR_MODE))

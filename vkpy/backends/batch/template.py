@@ -38,6 +38,54 @@ watchdog=""
 
 now() { printf '%(%s)T' -1; }
 
+# Each line a container writes goes to its log after the time it came, as the kubelet's
+# CRI logs do: "2006-01-02T15:04:05.000000000Z line" (UTC, fixed width, so stamps sort
+# as text), for `kubectl logs --since` and `--timestamps`; a "+" instead of the space
+# marks a last line the container ended without a newline. Perl when the node has it
+# (core modules only); else bash itself, slower, to the microsecond with bash 5.
+STAMP_PERL='$| = 1;
+while (my $line = <STDIN>) {
+    my $t = Time::HiRes::time();
+    my $s = int($t);
+    my ($sec, $min, $hour, $day, $mon, $year) = gmtime($s);
+    my $mark = chomp($line) ? " " : "+";
+    printf "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ%s%s\n",
+        $year + 1900, $mon + 1, $day, $hour, $min, $sec, ($t - $s) * 1e9, $mark, $line;
+}'
+
+stamp_lines() {  # stamp_lines: stdin's lines, stamped, without perl
+    local line t s f mark=" "
+    while [ "$mark" = " " ]; do
+        if ! IFS= read -r line; then
+            [ -n "$line" ] || break
+            mark=+
+        fi
+        t=${EPOCHREALTIME:-}
+        if [ -n "$t" ]; then
+            s=${t%[.,]*} f=${t#*[.,]}000
+        else
+            printf -v s '%(%s)T' -1
+            f=000000000
+        fi
+        printf '%(%Y-%m-%dT%H:%M:%S)T.%sZ%s%s\n' "$s" "$f" "$mark" "$line"
+    done
+}
+
+stamp() {  # stamp LOG DONE: stdin's lines appended to LOG, stamped; DONE once all are
+    # The job's signals are for the containers: their output must not break on them. A
+    # process a container left behind may keep it going after the job, holding nothing
+    # of the job's but the log.
+    trap '' TERM INT
+    exec > /dev/null 2>&1
+    export TZ=UTC0
+    if command -v perl > /dev/null 2>&1; then
+        perl -MTime::HiRes -e "$STAMP_PERL" >> "$1"
+    else
+        stamp_lines >> "$1"
+    fi
+    : > "$2"
+}
+
 clock_ms() {  # milliseconds since the epoch (bash 5); bash 4: whole seconds, rounded up
     if [ -n "${EPOCHREALTIME:-}" ]; then
         local t=${EPOCHREALTIME/[.,]/}
@@ -128,7 +176,7 @@ stop_container() {  # stop_container NAME: TERM now, KILL once the grace period 
 }
 
 launch() {  # launch NAME RUN: run the container once; its exit status is ours
-    local c=$1 n=$2 item pid rc code
+    local c=$1 n=$2 item pid rc code i
     local -a argv=() envs=()
     while IFS= read -r -d '' item; do
         argv+=("${item//"$POD_IP_MARK"/$POD_IP}")
@@ -139,8 +187,10 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
     while IFS= read -r -d '' item; do
         envs+=("${item//"$POD_IP_MARK"/$POD_IP}")
     done < "spec/$c.env"
+    rm -f "run/$c.stamped"
     record "$c" start "$(now)" "$n"
-    env -- "${envs[@]}" "${argv[@]}" < /dev/null >> "logs/$c.$n.log" 2>&1 &
+    env -- "${envs[@]}" "${argv[@]}" < /dev/null \
+        > >(stamp "logs/$c.$n.log" "run/$c.stamped") 2>&1 &
     pid=$!
     printf '%s\n' "$pid" > "run/$c.pid"
     [ -e stop ] && stop_container "$c" &  # stopped while it started
@@ -157,6 +207,10 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
         "$RUNTIME_BIN" rm --force --time 0 "vkpy-$POD_UID-$c" > /dev/null 2>&1
     fi
     rm -f "run/$c.pid"
+    for ((i = 0; i < 20; i++)); do  # the last lines in the log before the run is over
+        [ -e "run/$c.stamped" ] && break
+        sleep 0.1
+    done
     record "$c" exit "$rc" "$(now)" "$n"
     : > "logs/$c.$n.done"
     return "$rc"
