@@ -43,6 +43,14 @@ async def read(argv: list[str]) -> bytes:
         return b"".join([chunk async for chunk in stream.chunks()])
 
 
+async def follow(argv: list[str], arrivals: list[tuple[bytes, float]]) -> None:
+    """Run ``argv``, noting each chunk with the seconds since it started."""
+    began = time.monotonic()
+    async with LocalRunner().stream(argv) as stream:
+        async for chunk in stream.chunks():
+            arrivals.append((chunk, time.monotonic() - began))
+
+
 def test_stamps_are_fixed_width_utc_and_sort_as_text():
     later = datetime(2026, 5, 1, 12, 0, 0, 5, tzinfo=UTC).astimezone(UTC)
     assert stamp(later) == "2026-05-01T12:00:00.000005000Z"
@@ -91,16 +99,46 @@ async def test_a_follow_filters_lines_as_they_come(tmp_path):
     argv = logs.follow_argv(
         str(log), str(done), job_id="", tail_lines=None, queued=QUEUED_TEST, stamps=stamps
     )
-    task = asyncio.create_task(read(argv))
+    arrivals: list[tuple[bytes, float]] = []
+    task = asyncio.create_task(follow(argv, arrivals))
     await asyncio.sleep(1.0)
     with log.open("ab") as file:
-        file.write(f"{stamp(T0 + timedelta(seconds=2))} new\n".encode())
-    await asyncio.sleep(1.0)
+        file.write(f"{stamp(T0 + timedelta(seconds=2))}+new, \n".encode())
+    await asyncio.sleep(1.5)
+    with log.open("ab") as file:
+        file.write(f"{stamp(T0 + timedelta(seconds=3))} then more\n".encode())
     done.touch()
-    assert (
-        await asyncio.wait_for(task, timeout=5)
-        == f"{stamp(T0 + timedelta(seconds=2))} new\n".encode()
+    await asyncio.wait_for(task, timeout=5)
+    assert b"".join(c for c, _ in arrivals) == (
+        f"{stamp(T0 + timedelta(seconds=2))} new, "
+        f"{stamp(T0 + timedelta(seconds=3))} then more\n".encode()
     )
+    first = next(t for c, t in arrivals if b"new" in c)
+    assert 1.0 <= first < 2.5  # streamed as written, not at the end
+
+
+@pytest.mark.parametrize("perl", [True, False])
+def test_an_unfinished_line_shows_before_its_newline(tmp_path, perl):
+    functions = re.search(r"^STAMP_PERL=.*?^stamp_lines\(\) \{.*?^\}$", TEMPLATE, re.M | re.S)
+    assert functions is not None
+    run = 'perl -MTime::HiRes -e "$STAMP_PERL"' if perl else "stamp_lines"
+    log = tmp_path / "log"
+    stamper = subprocess.Popen(
+        ["bash", "-c", f"{functions[0]}\nexport TZ=UTC0\n{run} > {log}"], stdin=subprocess.PIPE
+    )
+    assert stamper.stdin is not None
+    stamper.stdin.write(b"progress: 10%")
+    stamper.stdin.flush()
+    time.sleep(1.8)
+    assert log.read_bytes()[30:] == b"+progress: 10%\n"  # shown while the line goes on
+    stamper.stdin.write(b" done\n")
+    stamper.stdin.close()
+    assert stamper.wait(timeout=5) == 0
+    assert [line[30:] for line in log.read_bytes().split(b"\n")] == [
+        b"+progress: 10%",
+        b"  done",
+        b"",
+    ]
 
 
 async def test_options_pick_the_filter_and_unstamped_pods_refuse_times(tmp_path):

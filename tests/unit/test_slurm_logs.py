@@ -1,7 +1,6 @@
 """Reading and following log files with the very commands the backend runs remotely."""
 
 import asyncio
-import time
 
 from vkpy.backends.batch import logs
 from vkpy.backends.batch.naming import Layout
@@ -10,6 +9,8 @@ from vkpy.backends.slurm import naming
 from vkpy.backends.slurm.queue import QUEUED_TEST as SLURM_QUEUED
 from vkpy.backends.slurm.queue import parse_sinfo
 from vkpy.transport import LocalRunner
+
+from .test_batch_stamps import follow
 
 
 async def read(argv: list[str]) -> bytes:
@@ -30,14 +31,7 @@ async def test_follow_streams_lines_as_written_and_ends_with_the_run(tmp_path):
     log.write_bytes(b"before\n")
     argv = logs.follow_argv(str(log), str(done), job_id="", tail_lines=None, queued=SLURM_QUEUED)
     arrivals: list[tuple[bytes, float]] = []
-    began = time.monotonic()
-
-    async def follow() -> None:
-        async with LocalRunner().stream(argv) as stream:
-            async for chunk in stream.chunks():
-                arrivals.append((chunk, time.monotonic() - began))
-
-    task = asyncio.create_task(follow())
+    task = asyncio.create_task(follow(argv, arrivals))
     await asyncio.sleep(1.2)
     with log.open("ab") as file:
         file.write(b"during\n")

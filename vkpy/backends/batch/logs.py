@@ -28,23 +28,26 @@ from vkpy.transport import Runner
 POLL_SECONDS = 0.5  # how often the watcher looks for the .done marker
 JOB_CHECK_EVERY = 20  # ... and every this many looks, whether the job still runs
 
-# Lines the job script stamped (`template`): "<30-character RFC 3339 time> <line>", a
-# "+" for the space when the line had no newline. The filter leaves out lines stamped
+# Records the job script stamped (`template`): "<30-character RFC 3339 time> <line>", a
+# "+" for the space when no newline followed. The filter leaves out records stamped
 # before ``since`` (stamps sort as text, and once one is late enough every later one
-# is), and keeps the stamps only when ``ts`` is 1.
+# is), and keeps the stamps only when ``ts`` is 1. mawk reads a pipe a whole buffer at a
+# time unless told it is interactive: a follow tells it.
 FILTER = (
     "p || substr($0, 1, 30) >= since { p = 1; "
     'printf "%s%s%s", (ts ? substr($0, 1, 30) " " : ""), substr($0, 32), '
     '(substr($0, 31, 1) == "+" ? "" : "\\n"); if (flush) fflush() }'
 )
-_AWK = f'LC_ALL=C awk -v since="$since" -v ts="$ts" -v flush={{flush}} \'{FILTER}\''
-READ_STAMPED = f'since=$1; ts=$2; shift 2; tail "$@" | {_AWK.replace("{flush}", "0")}'
+_AWK = f'LC_ALL=C $awk -v since="$since" -v ts="$ts" -v flush={{flush}} \'{FILTER}\''
+READ_STAMPED = f'since=$1; ts=$2; awk=awk; shift 2; tail "$@" | {_AWK.replace("{flush}", "0")}'
+INTERACTIVE = 'awk=awk; if awk -W version 2>&1 | grep -q mawk; then awk="awk -W interactive"; fi; '
+
 
 # The shell stays the parent of both, so the watcher is reaped when it ends: tail's
 # --pid would take a zombie for alive. A queue check that fails to run counts as "gone"
 # only after JOB_CHECK_EVERY looks, never at once.
 FOLLOW = (
-    "done=$1; log=$2; job=$3; since=$4; ts=$5; shift 5; "
+    "done=$1; log=$2; job=$3; since=$4; ts=$5; shift 5; {interactive}"
     f'( n=0; while [ ! -e "$done" ]; do sleep {POLL_SECONDS}; n=$((n + 1)); '
     'if [ $((n % {check_every})) = 0 ] && [ -n "$job" ] && ! {queued}; '
     "then break; fi; done ) & watcher=$!; "
@@ -105,6 +108,7 @@ def follow_argv(
         FOLLOW.replace("{queued}", queued)
         .replace("{check_every}", str(check_every))
         .replace("{filter}", "" if stamps is None else f"| {_AWK.replace('{flush}', '1')} ")
+        .replace("{interactive}", "" if stamps is None else INTERACTIVE)
     )
     since, shown = ("", "0") if stamps is None else (stamps.since, str(int(stamps.timestamps)))
     return ["sh", "-c", script, "sh", done, log, job_id, since, shown, *_start(tail_lines)]

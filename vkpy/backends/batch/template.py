@@ -38,27 +38,38 @@ watchdog=""
 
 now() { printf '%(%s)T' -1; }
 
-# Each line a container writes goes to its log after the time it came, as the kubelet's
-# CRI logs do: "2006-01-02T15:04:05.000000000Z line" (UTC, fixed width, so stamps sort
-# as text), for `kubectl logs --since` and `--timestamps`; a "+" instead of the space
-# marks a last line the container ended without a newline. Perl when the node has it
-# (core modules only); else bash itself, slower, to the microsecond with bash 5.
+# What a container writes goes to its log as it comes, one record a line, after the time
+# it came, as the kubelet's CRI logs do: "2006-01-02T15:04:05.000000000Z line" (UTC,
+# fixed width, so stamps sort as text), for `kubectl logs --since` and `--timestamps`.
+# A "+" instead of the space marks a piece with no newline after it (the next record
+# goes on with the same line), so output that ends mid-line shows at once. Perl when the
+# node has it (core modules only); else bash itself, slower, to the microsecond with
+# bash 5, a line's unfinished end once a second.
 STAMP_PERL='$| = 1;
-while (my $line = <STDIN>) {
+while (sysread(STDIN, my $chunk, 65536)) {
     my $t = Time::HiRes::time();
     my $s = int($t);
     my ($sec, $min, $hour, $day, $mon, $year) = gmtime($s);
-    my $mark = chomp($line) ? " " : "+";
-    printf "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ%s%s\n",
-        $year + 1900, $mon + 1, $day, $hour, $min, $sec, ($t - $s) * 1e9, $mark, $line;
+    my $stamp = sprintf "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ",
+        $year + 1900, $mon + 1, $day, $hour, $min, $sec, ($t - $s) * 1e9;
+    for my $piece (split /(?<=\n)/, $chunk) {
+        my $mark = chomp($piece) ? " " : "+";
+        print "$stamp$mark$piece\n";
+    }
 }'
 
 stamp_lines() {  # stamp_lines: stdin's lines, stamped, without perl
-    local line t s f mark=" "
-    while [ "$mark" = " " ]; do
-        if ! IFS= read -r line; then
-            [ -n "$line" ] || break
+    local line t s f mark
+    while :; do
+        if IFS= read -r -t 1 line; then
+            mark=" "
+        elif [ $? -gt 128 ]; then  # nothing more for a second: what came of the line
+            [ -n "$line" ] || continue
             mark=+
+        elif [ -n "$line" ]; then  # the end, without a newline
+            mark=+
+        else
+            break
         fi
         t=${EPOCHREALTIME:-}
         if [ -n "$t" ]; then
