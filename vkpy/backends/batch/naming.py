@@ -7,7 +7,7 @@ A pod's work directory is ``<work_dir>/<node>/<uid>`` (mode 0700)::
     volumes/<volume>/       staged files and emptyDirs
     status/                 what list() reads: _pod (written at submission), _jobid,
                             _job (the script's begin/stop/end), <c> (each run's start/exit)
-    logs/<c>.<run>.log      each run's output, one stamped line a line (`logs`);
+    logs/<c>.<run>.log      each run's output, stamped as it came (`template`, `logs`);
                             <c>.<run>.done once it ended
     run/                    the script's own bookkeeping (container PIDs)
     grace                   written by delete(): the grace period the script allows

@@ -17,7 +17,7 @@ cd -- @DIR@ || exit 1  # the pod's directory; "." where HTCondor copied it to th
 
 POD_UID=@UID_Q@
 GRACE=@GRACE@          # seconds from SIGTERM to SIGKILL when the pod is stopped
-KILL_WAIT=@KILL_WAIT@  # Slurm's KillWait: what is left when Slurm ends the job itself
+KILL_WAIT=@KILL_WAIT@  # KillWait (Slurm), job_max_vacate_time (HTCondor): when it ends the job
 DEADLINE=@DEADLINE@    # epoch second when activeDeadlineSeconds runs out; 0: none
 RESTART=@RESTART@      # app containers: Never | OnFailure | Always
 INIT_RESTART=@INIT_RESTART@
