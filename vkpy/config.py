@@ -1,6 +1,9 @@
 """The agent's configuration: a YAML file, overridden by ``VKPY_*`` variables, then flags.
 
-Every field is documented here; ``vkpy check-config FILE`` validates a file and
+Every field is documented, here and in each backend's own model (`PodmanConfig`,
+`SlurmConfig`, `HTCondorConfig`, on `BatchConfig`, in their packages' ``config``
+modules, which this module assembles into one ``backend`` union without loading any
+backend itself); ``vkpy check-config FILE`` validates a file and
 prints the result. Nested fields are overridden with a double underscore, for
 example ``VKPY_NODE__NAME=hpc`` or ``VKPY_BACKEND__SOCKET=/run/podman.sock``.
 An invalid configuration raises `ConfigError` naming the field and the problem.
@@ -15,14 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -30,20 +26,39 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from vkpy.errors import ConfigError, PodRejected
+from vkpy.backends.batch.config import BatchConfig
+from vkpy.backends.htcondor.config import HTCondorConfig
+from vkpy.backends.podman.config import PodmanConfig
+from vkpy.backends.slurm.config import SlurmConfig
+from vkpy.configbase import Strict
+from vkpy.errors import ConfigError
+from vkpy.transport.config import SshConfig
+
+__all__ = [
+    "BackendConfig",
+    "BatchConfig",
+    "ConfigError",
+    "HTCondorConfig",
+    "KubeletApiConfig",
+    "NodeConfig",
+    "PodmanConfig",
+    "Settings",
+    "SlurmConfig",
+    "SshConfig",
+    "Taint",
+    "load",
+    "read_document",
+    "state_directory",
+]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Taint(_Strict):
+class Taint(Strict):
     key: str
     value: str = ""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
 
 
-class NodeConfig(_Strict):
+class NodeConfig(Strict):
     name: str = Field(
         "vkpy",
         description="Node name; must be a DNS subdomain.",
@@ -83,7 +98,7 @@ class NodeConfig(_Strict):
         return value
 
 
-class KubeletApiConfig(_Strict):
+class KubeletApiConfig(Strict):
     address: str = Field("127.0.0.1", description="Address the kubelet API listens on.")
     port: int = Field(
         10250, ge=0, le=65535, description="Port of the kubelet API (HTTPS); 0 picks a free one."
@@ -135,261 +150,6 @@ class KubeletApiConfig(_Strict):
         ):
             raise ValueError("serving_certificate 'files' needs cert_file and key_file")
         return self
-
-
-class PodmanConfig(_Strict):
-    kind: Literal["podman"] = "podman"
-    socket: str | None = Field(
-        None,
-        description="Podman API socket path or unix:// URL. Unset: the agent starts "
-        "`podman system service` itself on a private socket.",
-    )
-    containers_conf: Path | None = Field(
-        None, description="containers.conf for a Podman service the agent starts."
-    )
-    allowed_host_paths: list[str] = Field(
-        default_factory=list,
-        description="hostPath volumes are refused unless under one of these directories.",
-    )
-    network: Literal["bridge", "host", "none"] = Field(
-        "bridge", description="Network mode of each pod's Podman pod."
-    )
-    resync_seconds: float = Field(
-        60.0, gt=0, description="Full status resync period, a safety net under the events."
-    )
-    state_dir: Path | None = Field(
-        None,
-        description="Directory for each pod's files: staged ConfigMap/Secret volumes, "
-        "emptyDirs and the container specs restarts are made from (mode 0700 per pod). "
-        "Unset: /var/lib/vkpy/podman as root, else ~/.local/state/vkpy/podman.",
-    )
-    memory_dir: Path = Field(
-        Path("/dev/shm/vkpy-podman"),  # noqa: S108 - tmpfs by design; per-pod dirs are 0700
-        description="Directory on a tmpfs for emptyDir volumes with medium Memory "
-        "(shared by the pod's containers; sizeLimit is not enforced).",
-    )
-    api_timeout_seconds: float = Field(
-        30.0, gt=0, description="Timeout of one Podman API call (streams and pulls excepted)."
-    )
-    pull_timeout_seconds: float = Field(600.0, gt=0, description="Timeout of one image pull.")
-    max_pods: int = Field(
-        110,
-        ge=1,
-        description="Pods the node accepts; reported with the host's CPU and memory "
-        "as the node's capacity.",
-    )
-
-
-class SshConfig(_Strict):
-    """How the agent reaches a cluster's login node: one persistent SSH connection."""
-
-    host: str = Field(description="Login node host name or address.")
-    port: int = Field(22, ge=1, le=65535, description="SSH port of the login node.")
-    user: str = Field(description="Account the pods run as on the cluster.")
-    key_files: list[Path] = Field(
-        default_factory=list,
-        description="Private keys to authenticate with (unencrypted). Empty: the "
-        "ssh-agent's keys and the default keys in ~/.ssh, as OpenSSH does.",
-    )
-    use_agent: bool = Field(True, description="Also offer the keys of the ssh-agent, if one runs.")
-    known_hosts: Path = Field(
-        Path("~/.ssh/known_hosts"),
-        description="known_hosts file the login node's host key is checked against. A key "
-        "it does not list refuses the connection (unless accept_new_host_keys), and a key "
-        "that differs from the one it lists always does.",
-    )
-    accept_new_host_keys: bool = Field(
-        False,
-        description="Trust a host the known_hosts file does not list yet, and record its "
-        "key there (OpenSSH's StrictHostKeyChecking=accept-new). Off: unknown keys refuse.",
-    )
-    pool_size: int = Field(
-        1,
-        ge=1,
-        le=16,
-        description="Connections kept open; commands share them as channels (multiplexed).",
-    )
-    max_sessions: int = Field(
-        10,
-        ge=3,
-        description="Channels open at once on one connection; keep it at or below the "
-        "sshd's MaxSessions (OpenSSH's default is 10).",
-    )
-    max_log_streams: int = Field(
-        2,
-        ge=1,
-        description="Of those channels, how many may follow logs (kubectl logs -f) at once.",
-    )
-    keepalive_seconds: float = Field(
-        15.0, gt=0, description="Keepalive interval; a dead connection is noticed and reopened."
-    )
-    keepalive_count_max: int = Field(
-        3, ge=1, description="Unanswered keepalives before the connection counts as dead."
-    )
-    connect_timeout_seconds: float = Field(
-        15.0, gt=0, description="Timeout of one connection attempt (TCP, key exchange, login)."
-    )
-    reconnect_initial_seconds: float = Field(
-        0.5, gt=0, description="Wait after a failed connection attempt; doubles per failure."
-    )
-    reconnect_max_seconds: float = Field(
-        30.0, gt=0, description="Longest wait between connection attempts."
-    )
-
-    @model_validator(mode="after")
-    def _streams_fit(self) -> SshConfig:
-        if self.max_log_streams > self.max_sessions - 2:
-            raise ValueError("max_log_streams must leave two channels for commands and SFTP")
-        return self
-
-
-class _BatchConfig(_Strict):
-    """What every batch-system backend shares: where commands run, the pods' work
-    directories, and the container runtime the job script uses."""
-
-    ssh: SshConfig | None = Field(
-        None,
-        description="The login node (submit node) to reach over SSH. Unset: the agent runs "
-        "on it itself and calls the batch system's commands directly.",
-    )
-    work_dir: str = Field(
-        "vkpy",
-        description="Base directory of the pods' work directories on the cluster (job "
-        "script, staged files, logs, exit codes), relative to the login user's home unless "
-        "absolute (no ~). It must be on a filesystem the compute nodes share with the "
-        "login node.",
-        pattern=r"^[^~\n:,][^\n:,]*$",
-    )
-    runtime: Literal["apptainer", "singularity", "podman"] = Field(
-        "apptainer", description="Container runtime the job script runs containers with."
-    )
-    runtime_path: str | None = Field(
-        None,
-        description="The runtime's executable on the compute nodes. Unset: found on PATH.",
-        pattern=r"^[^=\n]+$",
-    )
-    runtime_flags: list[str] = Field(
-        default_factory=list,
-        description="Flags added to every container run (for example ['--nv'] for "
-        "Apptainer on GPU nodes); the site's choice, never the pod's.",
-    )
-    allowed_host_paths: list[str] = Field(
-        default_factory=list,
-        description="hostPath volumes are refused unless under one of these directories "
-        "of the compute nodes (for example /scratch).",
-    )
-    podman_network: Literal["host", "none"] = Field(
-        "host",
-        description="Network of containers under the podman runtime (rootless Podman "
-        "offers host or none); host shares the compute node's network, as Apptainer does.",
-    )
-
-
-class SlurmConfig(_BatchConfig):
-    """Pods as Slurm jobs, submitted over SSH to a login node (or locally on one)."""
-
-    kind: Literal["slurm"] = "slurm"
-    partition: str | None = Field(None, description="Slurm partition (--partition).")
-    account: str | None = Field(None, description="Slurm account (--account).")
-    qos: str | None = Field(None, description="Slurm QOS (--qos).")
-    sbatch_flags: list[str] = Field(
-        default_factory=list,
-        description="Extra sbatch flags for every pod, each '--flag=value' (checked like "
-        "the slurm.vkpy.io/flags annotation).",
-    )
-    accounting: Literal["sacct", "jobcomp", "none"] = Field(
-        "sacct",
-        description="Where jobs that left the queue are looked up: sacct (slurmdbd), "
-        "sacct -c (the jobcomp/filetxt file, for clusters without slurmdbd), or nowhere "
-        "(the exit codes the job script records are all there is).",
-    )
-    kill_wait_seconds: int = Field(
-        30,
-        ge=1,
-        description="The cluster's KillWait: when Slurm ends a job itself (time limit, "
-        "preemption), containers get SIGTERM and this much time, less a second, before "
-        "SIGKILL.",
-    )
-    command_timeout_seconds: float = Field(
-        60.0, gt=0, description="Timeout of one command (sbatch, squeue...) on the login node."
-    )
-    delete_timeout_seconds: float = Field(
-        60.0,
-        gt=0,
-        description="After a pod's grace period, how long delete waits for Slurm to confirm "
-        "the job has ended before failing (the agent then retries).",
-    )
-    work_dir_retention_seconds: int = Field(
-        0,
-        ge=0,
-        description="Keep a deleted pod's work directory (logs, script) this long, under "
-        "<work_dir>/<node>/.deleted, for debugging; 0 removes it at once.",
-    )
-    capacity_from_sinfo: bool = Field(
-        True,
-        description="Advertise the partition's CPUs, memory and GPUs (from sinfo) as the "
-        "node's capacity; off: node.capacity is used.",
-    )
-    max_pods: int = Field(1000, ge=1, description="Pods the node accepts.")
-
-
-class HTCondorConfig(_BatchConfig):
-    """Pods as HTCondor jobs, submitted over SSH to a submit node (or locally on one)."""
-
-    kind: Literal["htcondor"] = "htcondor"
-    file_transfer: Literal["shared", "transfer"] = Field(
-        "shared",
-        description="shared: the job runs in the pod's work directory "
-        "<work_dir>/<node>/<uid>, which must be on a filesystem the execute nodes share; "
-        "container status and logs are read from it live. transfer: HTCondor copies the "
-        "staged files (spec/, status/, volumes/) to the job's scratch directory "
-        "(transfer_input_files) and brings status/ and logs/ back when the job ends or is "
-        "evicted; no shared filesystem is needed, but until then the pod shows only what "
-        "condor_q says (its first container running from the job's start) and "
-        "`kubectl logs` shows nothing; exit codes and logs arrive at the end.",
-    )
-    submit_commands: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra submit commands for every pod, e.g. {requirements: "
-        "'(OpSysMajorVer == 9)', '+AccountingGroup': '\"group.user\"'}; pods add their "
-        "own with annotations htcondor.vkpy.io/<command>. Commands vkpy sets itself "
-        "(executable, output, request_*, +Vkpy*...) are refused.",
-    )
-    kill_wait_seconds: int = Field(
-        30,
-        ge=1,
-        description="The job's job_max_vacate_time: when HTCondor ends a job itself "
-        "(condor_rm, periodic_remove, eviction), containers get SIGTERM and this much "
-        "time, less a second, before SIGKILL.",
-    )
-    command_timeout_seconds: float = Field(
-        60.0,
-        gt=0,
-        description="Timeout of one command (condor_submit, condor_q...) on the submit node.",
-    )
-    delete_timeout_seconds: float = Field(
-        60.0,
-        gt=0,
-        description="After a pod's grace period, how long delete waits for the job to leave "
-        "the queue before failing (the agent then retries).",
-    )
-    work_dir_retention_seconds: int = Field(
-        0,
-        ge=0,
-        description="Keep a deleted pod's work directory (logs, script) this long, under "
-        "<work_dir>/<node>/.deleted, for debugging; 0 removes it at once.",
-    )
-    max_pods: int = Field(1000, ge=1, description="Pods the node accepts.")
-
-    @field_validator("submit_commands")
-    @classmethod
-    def _commands_allowed(cls, commands: dict[str, str]) -> dict[str, str]:
-        from vkpy.backends.htcondor.submit import extra_commands
-
-        try:
-            return extra_commands(commands, {})
-        except PodRejected as exc:
-            raise ValueError(str(exc)) from None
 
 
 BackendConfig = Annotated[PodmanConfig | SlurmConfig | HTCondorConfig, Field(discriminator="kind")]

@@ -9,7 +9,8 @@
     │   ├── BackendUnavailable      transient: retry later, node not Ready meanwhile
     │   ├── PodRejected             permanent: the backend refused this pod
     │   ├── ImagePullError          an image could not be pulled (retried with backoff)
-    │   └── PodNotFound             the backend has no such pod
+    │   ├── PodNotFound             the backend has no such pod
+    │   └── UnsupportedLogOption    a log option this pod's logs cannot honour (HTTP 400)
     └── KubeApiError           the Kubernetes API failed (transient unless said otherwise)
 
 Third-party errors (aiohttp, asyncssh, OSError, kubernetes_asyncio) are translated
@@ -80,6 +81,10 @@ class ImagePullError(BackendError):
 
 class PodNotFound(BackendError):
     """The backend holds no pod with this UID."""
+
+
+class UnsupportedLogOption(BackendError):
+    """The logs cannot be read as asked (say, ``sinceTime`` of a log without times)."""
 
 
 class KubeApiError(VkpyError):

@@ -15,11 +15,13 @@ def build_backend(settings: Settings) -> Backend:
             config = config.model_copy(update={"state_dir": state_directory(settings) / "podman"})
         return PodmanBackend(config, node_name=settings.node.name)
     if config.kind == "slurm":
-        from vkpy.backends.slurm import build_slurm_backend
+        from vkpy.backends.slurm.build import build_slurm_backend
 
         return build_slurm_backend(config, node_name=settings.node.name)
     if config.kind == "htcondor":
-        from vkpy.backends.htcondor import build_htcondor_backend
+        from vkpy.backends.htcondor.build import build_htcondor_backend
 
-        return build_htcondor_backend(config, node_name=settings.node.name)
+        return build_htcondor_backend(
+            config, node_name=settings.node.name, offered=settings.node.capacity
+        )
     raise AssertionError(f"unknown backend kind {config.kind}")  # pydantic refused it already

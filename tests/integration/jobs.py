@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vkpy.backend import Container, LogOptions, PodRun, PodSpec, Running, Terminated
-from vkpy.backends.slurm.jobbackend import JobBackend
+from vkpy.backends.batch.jobbackend import JobBackend
 from vkpy.testing import contract
 from vkpy.testing.podman import IMAGE
 from vkpy.testing.waiting import eventually, listed
@@ -18,13 +18,11 @@ TIMEOUT = 90.0
 
 # What the contract allows the job backends (Slurm, HTCondor) to do differently. A job
 # waits in the queue and its script reports the deadline itself; restarts keep the
-# kubelet's 10 s back-off. supports_log_since: flip to True once the batch backends honour
-# LogOptions.since and timestamps (the contract's logs check is xfail until then).
+# kubelet's 10 s back-off.
 JOB_TRAITS = contract.Traits(
     deadline_slack=15.0,
     deadline_container_reason="DeadlineExceeded",
     restart_backoff=None,
-    supports_log_since=False,
 )
 
 

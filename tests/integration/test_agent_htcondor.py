@@ -151,7 +151,7 @@ async def test_pods_run_log_fail_delete_and_survive_kill_9(testbed, kube, agent)
         kubectl, testbed, "delete", "pod", name, "--grace-period=3", "--wait=true", timeout=90
     )
     assert deleted.returncode == 0, deleted.stderr
-    from vkpy.backends.htcondor import build_htcondor_backend
+    from vkpy.backends.htcondor.build import build_htcondor_backend
     from vkpy.config import HTCondorConfig
     from vkpy.testing.htcondor_config import htcondor_backend_config
 

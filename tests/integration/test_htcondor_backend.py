@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from vkpy.backend import EnvVar, File, Mount, PodRun, Running, Terminated, Volume
-from vkpy.backends.htcondor import HTCondorBackend, queue
+from vkpy.backends.htcondor import queue
+from vkpy.backends.htcondor.backend import HTCondorBackend
 from vkpy.testing.htcondor_config import htcondor_on_testbed
 from vkpy.testing.testbed import Endpoints
 

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from vkpy.backends.htcondor import HTCondorBackend, queue
+from vkpy.backends.htcondor import queue
+from vkpy.backends.htcondor.backend import HTCondorBackend
 from vkpy.testing import contract
 from vkpy.testing.htcondor_config import htcondor_on_testbed
 from vkpy.testing.testbed import Endpoints

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from vkpy.backend import PodSpec
-from vkpy.backends.htcondor import HTCondorBackend
-from vkpy.backends.slurm import SlurmBackend
-from vkpy.backends.slurm.jobbackend import JobBackend
+from vkpy.backends.batch.jobbackend import JobBackend
+from vkpy.backends.htcondor.backend import HTCondorBackend
+from vkpy.backends.slurm.backend import SlurmBackend
 from vkpy.testing.htcondor_config import htcondor_on_testbed
 from vkpy.testing.slurm_config import backend_on_testbed
 from vkpy.testing.testbed import Endpoints

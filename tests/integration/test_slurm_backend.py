@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ from vkpy.backend import (
     Volume,
     Waiting,
 )
-from vkpy.backends.slurm import SlurmBackend, queue
+from vkpy.backends.slurm import queue
+from vkpy.backends.slurm.backend import SlurmBackend
 from vkpy.errors import BackendUnavailable
 from vkpy.testing.processes import port_open
 from vkpy.testing.slurm_config import backend_on_testbed
@@ -180,6 +182,36 @@ async def test_delete_stops_running_and_queued_jobs(backend: SlurmBackend) -> No
     gone = await backend.runner.run(["test", "-e", backend.layout.pod(stubborn.uid)])
     assert gone.status == 1
     await backend.delete(stubborn.uid, grace_seconds=0)  # again: nothing to do
+
+
+async def test_logs_since_and_timestamps(backend: SlurmBackend) -> None:
+    """kubectl logs --since / --since-time / --timestamps: the job script stamps each
+    line as it comes; lines before ``since`` are left out, following too."""
+    spec = pod("since", shell("main", "echo early; sleep 3; echo late; sleep 2; printf end"))
+    await backend.create(spec)
+    await wait_for(backend, spec.uid, running("main"), "the container to run")
+    deadline = time.monotonic() + 60
+    while b"early" not in await logs(backend, spec.uid, "main"):
+        assert time.monotonic() < deadline, "the container never wrote its first line"
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.5)
+    between = datetime.now(UTC)  # "early" is written, "late" not yet
+    follow = LogOptions(follow=True, since=between)
+    followed = b"".join([c async for c in backend.logs(spec.uid, "main", follow)])
+    assert followed == b"late\nend"
+    await wait_for(backend, spec.uid, ended, "the pod to end")
+    assert await logs(backend, spec.uid, "main") == b"early\nlate\nend"
+    since = LogOptions(since=between)
+    assert b"".join([c async for c in backend.logs(spec.uid, "main", since)]) == b"late\nend"
+    shown = LogOptions(timestamps=True, tail_lines=2)
+    text = b"".join([c async for c in backend.logs(spec.uid, "main", shown)]).decode()
+    lines = text.split("\n")
+    assert [line[31:] for line in lines] == ["late", "end"], text
+    stamps = [datetime.strptime(line[:26], "%Y-%m-%dT%H:%M:%S.%f") for line in lines]
+    late, end = (s.replace(tzinfo=UTC) for s in stamps)
+    assert between < late and 1.5 < (end - late).total_seconds() < 5
+    later = LogOptions(since=datetime.now(UTC) + timedelta(seconds=1))
+    assert b"".join([c async for c in backend.logs(spec.uid, "main", later)]) == b""
 
 
 # ---------------------------------------------------------------- restarts
@@ -345,7 +377,8 @@ async def test_deleted_work_directories_can_be_kept(login_user: Endpoints) -> No
         await wait_for(backend, spec.uid, ended, "the pod to end")
         await backend.delete(spec.uid, grace_seconds=0)
         kept = f"{backend.layout.trash}/{spec.uid}"
-        assert (await remote(backend, ["cat", f"{kept}/logs/main.0.log"])) == "kept\n"
+        kept_log = f"{kept}/logs/main.0.log"
+        assert (await remote(backend, ["cut", "-c", "32-", kept_log])) == "kept\n"  # unstamped
         assert spec.uid not in await backend.list()
         await remote(backend, ["rm", "-rf", "--", backend.layout.trash])
 

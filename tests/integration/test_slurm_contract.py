@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from vkpy.backends.slurm import SlurmBackend
+from vkpy.backends.slurm.backend import SlurmBackend
 from vkpy.testing import contract
 from vkpy.testing.slurm_config import backend_on_testbed
 from vkpy.testing.testbed import Endpoints

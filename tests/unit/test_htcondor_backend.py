@@ -11,13 +11,14 @@ import htcondor2
 import pytest
 
 from vkpy.backend import Container, EnvVar, PodSpec, Running, Terminated, Waiting
-from vkpy.backends.htcondor import HTCondorBackend, build_htcondor_backend, queue, state
-from vkpy.backends.htcondor.backend import settings_from
+from vkpy.backends.batch import records, report, script
+from vkpy.backends.batch.naming import Layout
+from vkpy.backends.htcondor import queue, state
+from vkpy.backends.htcondor.backend import HTCondorBackend
+from vkpy.backends.htcondor.build import build_htcondor_backend
 from vkpy.backends.htcondor.listing import _job, _view
 from vkpy.backends.htcondor.state import by_pod
 from vkpy.backends.htcondor.submit import submit_description
-from vkpy.backends.slurm import report, script
-from vkpy.backends.slurm.naming import Layout
 from vkpy.config import ConfigError, HTCondorConfig, load
 from vkpy.transport import LocalRunner, SshRunner
 
@@ -54,7 +55,7 @@ def config(**fields):
 def test_the_staged_pod_and_its_description():
     annotations = {"htcondor.vkpy.io/+Note": '"a \\"b\\" `c` ; | & ünï"'}
     spec = hostile_pod(annotations=annotations, active_deadline_seconds=60)
-    settings = settings_from(config(), "vk-c")
+    settings = script.Settings.from_config(config(), node="vk-c")
     prepared = script.prepare(spec, layout=Layout("/home/u/vkpy/vk-c"), settings=settings, now=0)
     text = submit_description(spec, node_name="vk-c", pod_dir=prepared.pod_dir)
     submit = dict(htcondor2.Submit(text).items())
@@ -94,7 +95,8 @@ def test_constraints_parse_as_classad_expressions():
 
 
 def test_submit_and_existing_commands_quote_nothing_of_the_pod():
-    argv = queue.submit_argv("/w/p", "/w/p/job.sub")
+    prepared = script.Prepared(UID, "/w/p", (), (), "")
+    argv = list(script.submission(prepared, queue.submit_argv("/w/p/job.sub"), existing=()).submit)
     assert argv[:2] == ["sh", "-c"] and argv[-3:] == ["condor_submit", "-terse", "/w/p/job.sub"]
     existing = queue.existing_argv("/w/p/status/_jobid", "vk-c", UID)
     assert existing[-1] == f'VkpyNode == "vk-c" && VkpyPodUID == "{UID}"'
@@ -122,8 +124,8 @@ def test_ads_of_the_fixtures_and_no_output():
 
 
 def _files(*container_lines, job=("begin 100 host - -",), job_id="96.0"):
-    meta = report.PodMeta("ns", "p", (), ("main",), {"main": "img"})
-    files = report.PodFiles(meta=meta, job_id=job_id, job=list(job))
+    meta = records.PodMeta("ns", "p", (), ("main",), {"main": "img"})
+    files = records.PodFiles(meta=meta, job_id=job_id, job=list(job))
     files.containers["main"] = list(container_lines)
     return files
 

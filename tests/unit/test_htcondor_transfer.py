@@ -13,13 +13,13 @@ import htcondor2
 import pytest
 
 from vkpy.backend import Mount, Running, Volume, Waiting
+from vkpy.backends.batch import records
+from vkpy.backends.batch.book import Known
+from vkpy.backends.batch.naming import Layout
 from vkpy.backends.htcondor.listing import Listing, _from_the_queue
 from vkpy.backends.htcondor.state import job_state
 from vkpy.backends.htcondor.submit import submit_description
-from vkpy.backends.slurm import report
-from vkpy.backends.slurm.book import Known
-from vkpy.backends.slurm.naming import Layout
-from vkpy.backends.slurm.script import render
+from vkpy.backends.slurm.sbatch import render
 from vkpy.errors import PodRejected
 from vkpy.testing import condor_standin
 from vkpy.transport import LocalRunner
@@ -113,12 +113,12 @@ def test_the_relocatable_script_runs_in_a_copy_of_the_pod_directory(tmp_path, ru
 
 
 def test_a_running_transfer_job_is_reported_from_the_queue():
-    meta = report.PodMeta("ns", "p", init=("setup",), containers=("a", "b"))
-    files = report.PodFiles(meta=meta, job_id="7.0")
+    meta = records.PodMeta("ns", "p", init=("setup",), containers=("a", "b"))
+    files = records.PodFiles(meta=meta, job_id="7.0")
     job = job_state({"ClusterId": 7, "JobStatus": 2, "JobCurrentStartDate": 1_700_000_000})
     seen = _from_the_queue(files, job)
     assert seen.containers["setup"] == ["start 1700000000 0"] and not seen.containers["a"]
-    no_init = report.PodFiles(meta=report.PodMeta("ns", "p", (), ("a", "b")), job_id="7.0")
+    no_init = records.PodFiles(meta=records.PodMeta("ns", "p", (), ("a", "b")), job_id="7.0")
     listing = Listing(LocalRunner(), node="n", transfer=True)
     run = listing._record(UID, Known(), no_init, job)
     assert run is not None
@@ -128,7 +128,7 @@ def test_a_running_transfer_job_is_reported_from_the_queue():
     idle = job_state({"ClusterId": 7, "JobStatus": 1})
     waiting = Listing(LocalRunner(), node="n", transfer=True)._record(UID, Known(), no_init, idle)
     assert waiting is not None and isinstance(waiting.containers[0].state, Waiting)
-    ended = report.PodFiles(meta=meta, job_id="7.0", job=["begin 5 h 7.0 -"])
+    ended = records.PodFiles(meta=meta, job_id="7.0", job=["begin 5 h 7.0 -"])
     assert _from_the_queue(ended, job) is ended  # the files came back: they say it all
 
 

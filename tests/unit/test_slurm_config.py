@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from vkpy.backend import Backend, LogReader
-from vkpy.backends.slurm import SlurmBackend, build_slurm_backend
+from vkpy.backends.slurm.backend import SlurmBackend
+from vkpy.backends.slurm.build import build_slurm_backend
 from vkpy.config import SlurmConfig, load
 from vkpy.errors import ConfigError
 from vkpy.testing.slurm import Slurm

@@ -1,9 +1,9 @@
 """What list() reports across listings, from status files and Slurm records it is given."""
 
 from vkpy.backend import Running, Terminated
+from vkpy.backends.batch.records import PodFiles, PodMeta
 from vkpy.backends.slurm.listing import Listing
 from vkpy.backends.slurm.queue import JobRecord
-from vkpy.backends.slurm.report import PodFiles, PodMeta
 from vkpy.backends.slurm.state import JobState
 from vkpy.transport import LocalRunner
 

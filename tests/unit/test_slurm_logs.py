@@ -1,11 +1,16 @@
 """Reading and following log files with the very commands the backend runs remotely."""
 
 import asyncio
-import time
 
-from vkpy.backends.slurm import logs, naming
+from vkpy.backends.batch import logs
+from vkpy.backends.batch.naming import Layout
+from vkpy.backends.htcondor.queue import QUEUED_TEST as HTCONDOR_QUEUED
+from vkpy.backends.slurm import naming
+from vkpy.backends.slurm.queue import QUEUED_TEST as SLURM_QUEUED
 from vkpy.backends.slurm.queue import parse_sinfo
 from vkpy.transport import LocalRunner
+
+from .test_batch_stamps import follow
 
 
 async def read(argv: list[str]) -> bytes:
@@ -24,16 +29,9 @@ async def test_read_whole_and_tail(tmp_path):
 async def test_follow_streams_lines_as_written_and_ends_with_the_run(tmp_path):
     log, done = tmp_path / "main.0.log", tmp_path / "main.0.done"
     log.write_bytes(b"before\n")
-    argv = logs.follow_argv(str(log), str(done), job_id="", tail_lines=None)
+    argv = logs.follow_argv(str(log), str(done), job_id="", tail_lines=None, queued=SLURM_QUEUED)
     arrivals: list[tuple[bytes, float]] = []
-    began = time.monotonic()
-
-    async def follow() -> None:
-        async with LocalRunner().stream(argv) as stream:
-            async for chunk in stream.chunks():
-                arrivals.append((chunk, time.monotonic() - began))
-
-    task = asyncio.create_task(follow())
+    task = asyncio.create_task(follow(argv, arrivals))
     await asyncio.sleep(1.2)
     with log.open("ab") as file:
         file.write(b"during\n")
@@ -49,7 +47,7 @@ async def test_follow_streams_lines_as_written_and_ends_with_the_run(tmp_path):
 
 async def test_follow_of_a_file_not_there_yet(tmp_path):
     log, done = tmp_path / "late.log", tmp_path / "late.done"
-    argv = logs.follow_argv(str(log), str(done), job_id="", tail_lines=5)
+    argv = logs.follow_argv(str(log), str(done), job_id="", tail_lines=5, queued=SLURM_QUEUED)
     task = asyncio.create_task(read(argv))
     await asyncio.sleep(0.5)
     log.write_bytes(b"hello\n")
@@ -81,7 +79,7 @@ def test_job_names_pair_jobs_with_this_nodes_pods():
     assert naming.uid_of_job(name, "hpc") is None  # node names never hold "_"
     assert naming.uid_of_job(naming.job_name("hpc-1.x", uid), "hpc-1") is None
     assert naming.uid_of_job("vkpy_hpc-1_../../etc", "hpc-1") is None
-    layout = naming.Layout("/w/hpc-1")
+    layout = Layout("/w/hpc-1")
     assert layout.uid_of_status_file(f"/w/hpc-1/{uid}/status/main") == (uid, "main")
     assert layout.uid_of_status_file(f"/w/hpc-1/{uid}/logs/main.0.log") is None
     assert layout.uid_of_status_file(f"/w/hpc-1/.deleted/{uid}/status/main") is None
@@ -104,6 +102,6 @@ async def test_follow_ends_when_the_job_leaves_the_queue_without_a_marker(tmp_pa
 
 
 def test_queue_checks_take_the_job_id_from_the_script_not_the_pod():
-    for queued in (logs.SLURM_QUEUED, logs.HTCONDOR_QUEUED):
+    for queued in (SLURM_QUEUED, HTCONDOR_QUEUED):
         argv = logs.follow_argv("/w/l", "/w/d", job_id="12.0", tail_lines=None, queued=queued)
         assert queued in argv[2] and argv[6] == "12.0"

@@ -3,10 +3,13 @@ from datetime import UTC, datetime
 import pytest
 
 from vkpy.backend import Running, Terminated, Waiting
-from vkpy.backends.slurm import report
-from vkpy.backends.slurm.naming import Layout
-from vkpy.backends.slurm.report import PodMeta
-from vkpy.backends.slurm.state import JobState, Phase
+from vkpy.backends.batch import records, report
+from vkpy.backends.batch.naming import Layout
+from vkpy.backends.batch.records import PodMeta
+from vkpy.backends.batch.state import Phase
+from vkpy.backends.slurm.listing import job_view, settling
+from vkpy.backends.slurm.queue import JobRecord
+from vkpy.backends.slurm.state import JobState
 
 UID = "9d6c1f3e-8f0a-4a3e-9b7d-2c5e6f7a8b9c"
 LAYOUT = Layout("/home/u/vkpy/n1")
@@ -17,15 +20,21 @@ def at(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def files(job=(), job_id="77", **containers) -> report.PodFiles:
-    found = report.PodFiles(meta=META, job_id=job_id, job=list(job))
+def files(job=(), job_id="77", **containers) -> records.PodFiles:
+    found = records.PodFiles(meta=META, job_id=job_id, job=list(job))
     for name, lines in containers.items():
         found.containers[name] = list(lines)
     return found
 
 
+def view_of(found, state, *, reason="", exit_code=None, lost=False):
+    """The view Slurm's listing builds from a record in ``state`` (None: no record)."""
+    record = None if state is None else JobRecord(found.job_id, state, "", reason, exit_code)
+    return job_view(found, record, lost=lost)
+
+
 def run_of(found, state=None, **kwargs):
-    view = report.job_view(found, state, **kwargs)
+    view = view_of(found, state, **kwargs)
     run = report.pod_run(UID, found, view)
     assert run is not None
     return run, view
@@ -49,7 +58,7 @@ def test_status_lines_are_read_per_pod_and_file():
             "grep: something: Permission denied",
         ]
     )
-    parsed = report.parse_status_lines(output, LAYOUT)
+    parsed = records.parse_status_lines(output, LAYOUT)
     assert set(parsed) == {UID}
     found = parsed[UID]
     assert found.meta == META and found.job_id == "77"
@@ -192,7 +201,7 @@ def test_end_recorded_by_the_script_without_a_slurm_record():
 
 def test_script_ended_while_slurm_still_completes():
     found = files(["begin 100 n 77 -", "end 0 110"], setup=["start 100 0", "exit 0 100 0"])
-    assert report.job_view(found, JobState.COMPLETING).phase is Phase.TERMINATED
+    assert view_of(found, JobState.COMPLETING).phase is Phase.TERMINATED
 
 
 def test_job_without_any_record():
@@ -215,8 +224,8 @@ def test_submitted_but_not_started_without_record_is_waiting():
 
 
 def test_no_meta_no_record():
-    found = report.PodFiles(job_id="1")
-    assert report.pod_run(UID, found, report.job_view(found, None)) is None
+    found = records.PodFiles(job_id="1")
+    assert report.pod_run(UID, found, view_of(found, None)) is None
 
 
 def test_meta_round_trip_and_garbage():
@@ -226,10 +235,10 @@ def test_meta_round_trip_and_garbage():
 
 
 def test_history_tolerates_garbage_lines():
-    past = report.history(
+    past = records.history(
         ["start x 0", "exit 1 2", "start 100 0", "bogus", "exit z 1 0", "exit 3 101 0"]
     )
-    assert past.runs == (report.Run(0, at(100), 3, at(101)),)
+    assert past.runs == (records.Run(0, at(100), 3, at(101)),)
 
 
 def test_a_stopped_job_settles_until_slurm_says_how_it_ended():
@@ -239,17 +248,17 @@ def test_a_stopped_job_settles_until_slurm_says_how_it_ended():
         main=["start 101 0", "exit 143 161 0"],
     )
     # Slurm still completes the job: the cause (time limit? cancel?) is not known yet.
-    assert report.settling(found, JobState.COMPLETING)
-    assert report.settling(found, JobState.RUNNING)
+    assert settling(found, JobState.COMPLETING)
+    assert settling(found, JobState.RUNNING)
     run, view = run_of(found, JobState.COMPLETING)
     assert not report.finished(run, view)
     # Slurm's verdict ends it.
-    assert not report.settling(found, JobState.TIMEOUT)
-    assert not report.settling(found, None)
+    assert not settling(found, JobState.TIMEOUT)
+    assert not settling(found, None)
     run, view = run_of(found, JobState.TIMEOUT)
     assert report.finished(run, view) and run.reason == "DeadlineExceeded"
 
 
 def test_a_running_job_is_not_settling():
     found = files(["begin 100 n 77 -"], main=["start 101 0"])
-    assert not report.settling(found, JobState.RUNNING)
+    assert not settling(found, JobState.RUNNING)

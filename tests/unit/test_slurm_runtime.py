@@ -4,8 +4,8 @@ import subprocess
 import pytest
 
 from vkpy.backend import Container, EnvVar
-from vkpy.backends.slurm import runtime
-from vkpy.backends.slurm.runtime import Bind, RuntimeOptions
+from vkpy.backends.batch import runtime
+from vkpy.backends.batch.runtime import Bind, RuntimeOptions
 from vkpy.errors import PodRejected
 
 UID = "0f4b2c1e-1111-4222-8333-444455556666"

@@ -4,6 +4,7 @@ container runtime that prints the argv and environment it was given, byte for by
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -12,11 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from vkpy.backend import POD_IP, Container, EnvVar, File, Mount, PodSpec, Resources, Volume
-from vkpy.backends.slurm import report, workdir
-from vkpy.backends.slurm.naming import Layout
-from vkpy.backends.slurm.runtime import RuntimeOptions
-from vkpy.backends.slurm.script import Settings, StagedFile, Submission, render
+from vkpy.backend import (
+    POD_IP,
+    Container,
+    EnvVar,
+    File,
+    Mount,
+    PodRun,
+    PodSpec,
+    Resources,
+    Volume,
+)
+from vkpy.backends.batch import records, report, workdir
+from vkpy.backends.batch.naming import Layout
+from vkpy.backends.batch.runtime import RuntimeOptions
+from vkpy.backends.batch.script import Settings, StagedFile, Submission
+from vkpy.backends.slurm.sbatch import Options, render
 from vkpy.errors import PodRejected
 from vkpy.testing.contract import HOSTILE_VALUES
 from vkpy.testing.waiting import eventually_sync
@@ -139,24 +151,34 @@ def run_job(submission: Submission, timeout: float = 30, **env: str) -> int:
     return process.returncode
 
 
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z[ +]")
+
+
+def unstamped(text: str) -> list[str]:
+    """A log file's lines without the stamp the job script puts before each."""
+    lines = text.splitlines()
+    assert all(STAMP.match(line) for line in lines), lines
+    return [line[31:] for line in lines]
+
+
 def logged(directory: Path, container: str, run: int = 0) -> tuple[list[bytes], list[bytes]]:
-    lines = (directory / "logs" / f"{container}.{run}.log").read_text().splitlines()
+    lines = unstamped((directory / "logs" / f"{container}.{run}.log").read_text())
     args = [bytes.fromhex(line[4:]) for line in lines if line.startswith("ARG:")]
     env = [bytes.fromhex(line[4:]) for line in lines if line.startswith("ENV:")]
     return args, env
 
 
-def pod_files(layout: Layout) -> dict[str, report.PodFiles]:
+def pod_files(layout: Layout) -> dict[str, records.PodFiles]:
     """The status files as list() reads them: grep -H over status/."""
     output = subprocess.run(
         ["grep", "-a", "-H", "-r", "", layout.status(UID)], capture_output=True, text=True
     ).stdout
-    return report.parse_status_lines(output, layout)
+    return records.parse_status_lines(output, layout)
 
 
-def pod_run(layout: Layout) -> report.PodRun:
+def pod_run(layout: Layout) -> PodRun:
     files = pod_files(layout)[UID]
-    run = report.pod_run(UID, files, report.job_view(files, None))
+    run = report.pod_run(UID, files, report.job_view(files, None, system="Slurm"))
     assert run is not None
     return run
 
@@ -207,10 +229,10 @@ def test_sbatch_argv(tmp_path, fake_runtime):
         restart_policy="OnFailure",
         annotations={"slurm.vkpy.io/flags": "--constraint=fast", "slurm.vkpy.io/qos": "hi"},
     )
-    conf = settings(fake_runtime, partition="debug", account="acct", sbatch_flags=("--nice=5",))
-    submission = render(pod, layout=layout, settings=conf, now=0)
+    options = Options(partition="debug", account="acct", sbatch_flags=("--nice=5",))
+    submission = render(pod, layout=layout, settings=settings(fake_runtime), now=0, options=options)
     directory = f"/home/u/vkpy/node-1/{UID}"
-    assert submission.sbatch == (
+    assert submission.command == (
         "sbatch",
         "--parsable",
         f"--job-name=vkpy_node-1_{UID}",
@@ -231,7 +253,7 @@ def test_sbatch_argv(tmp_path, fake_runtime):
         f"{directory}/job.sh",
     )
     assert submission.submit[:3] == ("sh", "-c", submission.submit[2])
-    assert submission.submit[4:] == (directory, *submission.sbatch)
+    assert submission.submit[4:] == (directory, *submission.command)
     assert submission.existing[-2:] == (f"{directory}/status/_jobid", f"vkpy_node-1_{UID}")
     assert "DEADLINE=90 " in submission.script
 
@@ -432,7 +454,7 @@ def test_sigterm_stops_containers_within_the_grace_period(
     run = pod_run(layout)
     main = run.containers[0]
     assert main.state.exit_code == code and main.restart_count == 0
-    events = report.job_events(pod_files(layout)[UID].job)
+    events = records.job_events(pod_files(layout)[UID].job)
     assert events.stop_why == "signal" and events.exit_code == code
 
 

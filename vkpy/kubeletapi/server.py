@@ -37,7 +37,7 @@ from aiohttp import web
 from vkpy import metrics
 from vkpy.backend import LogReader
 from vkpy.config import KubeletApiConfig
-from vkpy.errors import BackendError, BackendUnavailable, PodNotFound
+from vkpy.errors import BackendError, BackendUnavailable, PodNotFound, UnsupportedLogOption
 from vkpy.kubeletapi.auth import User
 from vkpy.kubeletapi.logquery import parse_log_query
 from vkpy.kubeletapi.protocols import PodLister, PodLookup, TlsProvider
@@ -112,6 +112,8 @@ async def _close(chunks: AsyncIterator[bytes]) -> None:
 def _reader_error(exc: BackendError) -> web.HTTPException:
     if isinstance(exc, PodNotFound):
         return web.HTTPNotFound(text=str(exc))
+    if isinstance(exc, UnsupportedLogOption):
+        return web.HTTPBadRequest(text=str(exc))
     if isinstance(exc, BackendUnavailable):
         return web.HTTPServiceUnavailable(text=f"the backend is unavailable: {exc}")
     return web.HTTPInternalServerError(text=f"cannot read the logs: {exc}")

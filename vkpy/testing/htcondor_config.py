@@ -12,8 +12,10 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from vkpy.backends.htcondor import HTCondorBackend, build_htcondor_backend, queue
-from vkpy.config import HTCondorConfig
+from vkpy.backends.htcondor import queue
+from vkpy.backends.htcondor.backend import HTCondorBackend
+from vkpy.backends.htcondor.build import build_htcondor_backend
+from vkpy.backends.htcondor.config import HTCondorConfig
 from vkpy.testing.jobnode import started_node
 from vkpy.testing.slurm_config import ssh_section
 from vkpy.testing.sshd import Ssh

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from vkpy.backends.slurm.jobbackend import JobBackend
+from vkpy.backends.batch.jobbackend import JobBackend
 
-B = TypeVar("B", bound=JobBackend)
+B = TypeVar("B", bound=JobBackend[Any])
 
 
 @contextlib.asynccontextmanager
@@ -34,7 +34,7 @@ async def started_node(
         raise AssertionError(f"node {backend.node} left behind: {left}")
 
 
-async def work_directories(backend: JobBackend) -> list[str]:
+async def work_directories(backend: JobBackend[Any]) -> list[str]:
     listing = await backend.runner.run(
         ["find", backend.layout.base, "-mindepth", "1", "-maxdepth", "1", "-name", "[!.]*"]
     )

@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
-from vkpy.backends.slurm import SlurmBackend, build_slurm_backend, queue
-from vkpy.config import SlurmConfig
+from vkpy.backends.slurm import queue
+from vkpy.backends.slurm.backend import SlurmBackend
+from vkpy.backends.slurm.build import build_slurm_backend
+from vkpy.backends.slurm.config import SlurmConfig
 from vkpy.testing.jobnode import started_node
 from vkpy.testing.slurm import Slurm
 from vkpy.testing.sshd import Ssh

@@ -25,10 +25,10 @@ from typing import Any
 import asyncssh
 
 from vkpy.aio import backoff
-from vkpy.config import SshConfig
 from vkpy.errors import BackendError, BackendUnavailable
 from vkpy.metrics import RUNNER_COMMANDS, SSH_CONNECTIONS
 from vkpy.transport.base import Completed, command_line, signal_status
+from vkpy.transport.config import SshConfig
 from vkpy.transport.hostkeys import HostKeyPolicy
 
 logger = logging.getLogger(__name__)

@@ -1,107 +1,75 @@
 """`HTCondorBackend`: each pod one HTCondor job, through a command runner (SSH or local).
 
-The job is the Slurm backend's job script in the same work directory layout (`slurm.
-script`, `slurm.workdir`): only the submission, the queue and the removal differ.
+The flow (create, list, delete, logs) is every batch system's (`batch.jobbackend`), and
+so are the job script and the work directory layout; HTCondor gives:
 
-- ``create`` renders the pod and its submit description, checks that it has no job
-  yet (``status/_jobid``, else ``condor_q`` on the pod's UID attribute), stages the
-  work directory over the runner (directories 0700, secrets 0600) and runs
-  ``condor_submit -terse`` in one remote command that also records the job id.
-- ``list``: the status files of unfinished pods, one ``condor_q -json`` and one
-  ``condor_history -json`` for all the node's jobs (`listing`).
-- ``delete`` hands the job script the grace period, ``condor_rm``s the pod's jobs
-  (HTCondor sends SIGTERM, then SIGKILL after job_max_vacate_time), waits until they
-  have left the queue, then removes the work directory; it raises, to be retried,
-  until they have.
-- A restarted agent adopts everything from the work directories and the queue (the
-  job's VkpyPodUID attribute).
-- With ``file_transfer: transfer`` HTCondor copies the work directory's inputs to the
-  job and its ``status/`` and ``logs/`` back at the end (`submit`); until then a
-  running job is reported from ``condor_q`` (`listing`) and its logs are empty.
+- the submission: the submit description (`submit`) staged as ``job.sub`` beside the
+  work directory and ``condor_submit -terse``; an existing job is found by
+  ``status/_jobid``, else by ``condor_q`` on the pod's UID attribute;
+- the listing: status files, one ``condor_q -json`` and one ``condor_history -json``
+  for all the node's jobs (`listing`);
+- the stop: ``condor_rm`` of the pod's jobs (HTCondor sends SIGTERM, then SIGKILL
+  after job_max_vacate_time), again for what is still there after the grace period;
+- health (a ``condor_q`` that matches nothing) and capacity: the pool's size is no
+  node's, so the node offers its configured capacity with ``max_pods`` pods.
+
+A restarted agent adopts everything from the work directories and the queue (the
+job's VkpyPodUID attribute). With ``file_transfer: transfer`` HTCondor copies the work
+directory's inputs to the job and its ``status/`` and ``logs/`` back at the end
+(`submit`); until then a running job is reported from ``condor_q`` (`listing`) and its
+logs are empty.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Mapping, Sequence
 
-from vkpy.backend import Capacity, Health, LogOptions, PodSpec, Running
-from vkpy.backends.htcondor import queue, submit
+from vkpy.backend import Capacity, PodSpec, Running
+from vkpy.backends.batch import script
+from vkpy.backends.batch.book import Known
+from vkpy.backends.batch.jobbackend import Active, JobBackend
+from vkpy.backends.batch.naming import JOB_ID, Layout
+from vkpy.backends.htcondor import queue, state, submit
+from vkpy.backends.htcondor.config import HTCondorConfig
 from vkpy.backends.htcondor.listing import Listing
-from vkpy.backends.slurm import logs, naming, script, workdir
-from vkpy.backends.slurm.book import Known
-from vkpy.backends.slurm.jobbackend import STOP_MARGIN_SECONDS, JobBackend, transient
-from vkpy.backends.slurm.naming import Layout
-from vkpy.backends.slurm.podlog import PodLog, pod_log
-from vkpy.backends.slurm.runtime import RuntimeOptions
-from vkpy.config import HTCondorConfig
-from vkpy.errors import BackendUnavailable, PodNotFound, PodRejected
-from vkpy.transport import Runner
-
-logger = logging.getLogger(__name__)
+from vkpy.errors import BackendUnavailable
+from vkpy.quantity import parse_quantity
+from vkpy.transport import Completed
 
 
-def settings_from(config: HTCondorConfig, node: str) -> script.Settings:
-    """What the job script needs from the configuration."""
-    return script.Settings(
-        node=node,
-        runtime=RuntimeOptions.from_config(config),
-        kill_wait_seconds=config.kill_wait_seconds,
-        allowed_host_paths=tuple(config.allowed_host_paths),
-        relocatable=config.file_transfer == "transfer",
-    )
-
-
-class HTCondorBackend(JobBackend):
+class HTCondorBackend(JobBackend[HTCondorConfig]):
     """Runs one node's pods as HTCondor jobs; see the module docstring."""
 
     kind = "htcondor"
     system = "HTCondor"
     login = "submit node"
+    queued_test = queue.QUEUED_TEST
+    ping_argv = ("condor_q", "-json", "-constraint", "ClusterId == -1", "-attributes", "ClusterId")
+    pod_logger = logging.getLogger("vkpy.backends.htcondor")
+    offered: Mapping[str, str] | None = None  # node.capacity, for `capacity`
 
-    def __init__(
-        self,
-        runner: Runner,
-        config: HTCondorConfig,
-        node_name: str,
-        *,
-        clock: Callable[[], float] = time.time,
-        poll_seconds: float = 0.5,
-    ) -> None:
-        transfer = config.file_transfer == "transfer"
-        self.listing = Listing(runner, node=node_name, transfer=transfer)
-        super().__init__(
-            runner,
-            config,
-            node_name,
-            self.listing,
-            settings_from(config, node_name),
-            clock=clock,
-            poll_seconds=poll_seconds,
-        )
-        self.config = config
+    @property
+    def relocatable(self) -> bool:
+        return self.config.file_transfer == "transfer"
 
-    async def health(self) -> Health:
-        try:
-            await self._ready()
-            answer = await self.runner.run(
-                ["condor_q", "-json", "-constraint", "ClusterId == -1", "-attributes", "ClusterId"],
-                idempotent=True,
-            )
-        except BackendUnavailable as exc:
-            return Health(ok=False, message=f"submit node unreachable: {exc}")
-        if not answer.ok:
-            return Health(ok=False, message=f"the schedd does not answer: {answer.describe()}")
-        return Health(ok=True)
+    def new_book(self) -> Listing:
+        return Listing(self.runner, node=self.node, transfer=self.relocatable)
+
+    def health_problem(self, answer: Completed) -> str | None:
+        return None if answer.ok else f"the schedd does not answer: {answer.describe()}"
 
     async def capacity(self) -> Capacity | None:
-        return None  # the pool's size is no node's: node.capacity says what to offer
+        """The node's configured CPUs and memory (`offered`), with ``max_pods`` pods."""
+        if self.offered is None or not {"cpu", "memory"} <= self.offered.keys():
+            return None
+        return Capacity(
+            cpu_millis=int(parse_quantity(self.offered["cpu"]) * 1000),
+            memory_bytes=int(parse_quantity(self.offered["memory"])),
+            pods=self.config.max_pods,
+        )
 
-    # ------------------------------------------------------------ create
-
-    async def create(self, pod: PodSpec) -> None:
-        layout = await self._ready()
+    def submission(self, pod: PodSpec, layout: Layout) -> script.Submission:
         prepared = script.prepare(pod, layout=layout, settings=self.settings, now=self._clock())
         description = submit.submit_description(
             pod,
@@ -109,98 +77,34 @@ class HTCondorBackend(JobBackend):
             pod_dir=prepared.pod_dir,
             kill_wait_seconds=self.config.kill_wait_seconds,
             config_extra=self.config.submit_commands,
-            transfer=self.config.file_transfer == "transfer",
+            transfer=self.relocatable,
         )
         sub = f"{prepared.pod_dir}/job.sub"
-        files = (*prepared.files, script.StagedFile(sub, description.encode(), script.PRIVATE_MODE))
-        log = pod_log(pod.uid, pod.namespace, pod.name)
-        async with self._lock(pod.uid):
-            job_id_file = f"{layout.status(pod.uid)}/{naming.JOB_ID}"
-            found = await self.runner.run(
-                queue.existing_argv(job_id_file, self.node, pod.uid), idempotent=True
-            )
-            existing = queue.parse_job_id(found.text) if found.ok else None
-            if existing:
-                self._remember(pod, existing)
-                log.debug("has HTCondor job %s already", existing)
-                return
-            started = time.monotonic()
-            await workdir.stage(self.runner, prepared.dirs, files)
-            answer = await self.runner.run(queue.submit_argv(prepared.pod_dir, sub))
-            if not answer.ok:
-                await self._refused(pod, prepared.pod_dir, "condor_submit", answer, log)
-            job_id = queue.parse_job_id(answer.text)
-            if not job_id:
-                raise BackendUnavailable(f"condor_submit printed no job id: {answer.describe()}")
-            self._remember(pod, job_id)
-        pod_log(pod.uid, pod.namespace, pod.name, job_id).info(
-            "submitted as HTCondor job %s in %.0f ms", job_id, (time.monotonic() - started) * 1000
+        return script.submission(
+            prepared,
+            queue.submit_argv(sub),
+            existing=queue.existing_argv(f"{prepared.pod_dir}/status/{JOB_ID}", self.node, pod.uid),
+            extra=(script.StagedFile(sub, description.encode(), script.PRIVATE_MODE),),
         )
 
-    # ------------------------------------------------------------ delete
+    def parse_job_id(self, text: str) -> str | None:
+        return queue.parse_job_id(text)
 
-    async def delete(self, uid: str, *, grace_seconds: int) -> None:
-        try:
-            naming.check_uid(uid)
-        except PodRejected:
-            return  # no pod with such a UID can exist here
-        layout = await self._ready()
-        known = self.listing.known.get(uid, Known())
-        async with self._lock(uid):
-            log = pod_log(uid, known.namespace, known.name, known.job_id)
-            if await self._queued(uid):
-                await self._stop(uid, layout, grace_seconds, log)
-            await self._clean(uid, layout, log)
-
-    async def _queued(self, uid: str) -> Sequence[str]:
-        """The pod's jobs still in the queue (removed ones too, until they have left)."""
+    async def active(self, uid: str) -> Sequence[Active]:
+        """The pod's jobs still in the queue (removed ones too, until they have left):
+        all stopped gracefully, as condor_rm does."""
         answer = await self.runner.run(queue.condor_q_argv(self.node, uid=uid), idempotent=True)
         if not answer.ok:
             raise BackendUnavailable(f"condor_q failed: {answer.describe()}")
-        return [
-            f"{ad.get('ClusterId')}.{ad.get('ProcId', 0)}" for ad in queue.parse_ads(answer.text)
-        ]
+        return [Active(state.job_id(ad), running=True) for ad in queue.parse_ads(answer.text)]
 
-    async def _stop(self, uid: str, layout: Layout, grace: int, log: PodLog) -> None:
-        await self._hand_grace(uid, layout, grace, log)
-        log.info("removing the HTCondor job with a grace period of %ds", grace)
-        answer = await self.runner.run(queue.condor_rm_argv(self.node, uid), idempotent=True)
-        if not answer.ok and transient(answer):
-            raise BackendUnavailable(f"condor_rm failed: {answer.describe()}")
-        timeout = max(grace, 0) + STOP_MARGIN_SECONDS + self.config.delete_timeout_seconds
-        left = await self._wait_gone(lambda: self._queued(uid), timeout)
-        if left:
-            raise BackendUnavailable(
-                f"HTCondor job {','.join(left)} of pod uid {uid} is still in the queue "
-                "after condor_rm"
-            )
-        log.info("HTCondor job has left the queue")
+    def stop_argv(self, uid: str, job_ids: Sequence[str], *, graceful: bool) -> list[str]:
+        return queue.condor_rm_argv(self.node, uid)
 
-    # ------------------------------------------------------------ logs
-
-    async def logs(self, uid: str, container: str, options: LogOptions) -> AsyncIterator[bytes]:
-        layout = await self._ready()
-        try:
-            argv = await workdir.log_argv(
-                self.runner,
-                layout,
-                uid,
-                container,
-                options,
-                system="HTCondor",
-                queued=logs.HTCONDOR_QUEUED,
-            )
-        except PodNotFound:
-            if self._logs_away(uid, container):
-                return  # they come back with the job's output
-            raise
-        async for chunk in workdir.stream_log(self.runner, argv, options.limit_bytes):
-            yield chunk
-
-    def _logs_away(self, uid: str, container: str) -> bool:
+    def logs_away(self, uid: str, container: str) -> bool:
         """Whether, with file transfer, the container runs and its log is with the job."""
-        last = self.listing.known.get(uid, Known()).last
-        if self.config.file_transfer != "transfer" or last is None:
+        last = self.book.known.get(uid, Known()).last
+        if not self.relocatable or last is None:
             return False
         statuses = (*last.init_containers, *last.containers)
         return any(c.name == container and isinstance(c.state, Running) for c in statuses)

@@ -22,22 +22,24 @@ from dataclasses import replace
 from typing import Any
 
 from vkpy.backend import PodRun
+from vkpy.backends.batch import records, report
+from vkpy.backends.batch.book import Known, PodBook
+from vkpy.backends.batch.naming import Layout
+from vkpy.backends.batch.state import Phase
 from vkpy.backends.htcondor import queue, state
 from vkpy.backends.htcondor.state import JobState
-from vkpy.backends.slurm import report
-from vkpy.backends.slurm.book import Known, PodBook
-from vkpy.backends.slurm.naming import Layout
-from vkpy.backends.slurm.state import Phase
 from vkpy.errors import BackendUnavailable
 from vkpy.transport import Runner
 
-logger = logging.getLogger(__name__)
 SYSTEM = "HTCondor"
 Ads = Mapping[str, tuple[Mapping[str, Any], ...]]
 
 
 class Listing(PodBook):
     """The node's pods as the last listing saw them; see the module docstring."""
+
+    system = SYSTEM
+    logger = logging.getLogger("vkpy.backends.htcondor")
 
     def __init__(self, runner: Runner, *, node: str, transfer: bool = False) -> None:
         super().__init__(runner, node=node)
@@ -58,7 +60,9 @@ class Listing(PodBook):
                 self.learn(uid, state.job_id(ads[0]))
             return self._records(files, queued, done)
 
-    def _left_the_queue(self, files: Mapping[str, report.PodFiles], queued: Ads) -> tuple[str, ...]:
+    def _left_the_queue(
+        self, files: Mapping[str, records.PodFiles], queued: Ads
+    ) -> tuple[str, ...]:
         """Jobs of unfinished pods that condor_q no longer shows: only their history is read."""
         jobs = ((uid, files.get(uid), known) for uid, known in self.known.items())
         return tuple(
@@ -76,7 +80,7 @@ class Listing(PodBook):
         return state.by_pod(queue.parse_ads(answer.text))
 
     def _records(
-        self, files: Mapping[str, report.PodFiles], queued: Ads, done: Ads
+        self, files: Mapping[str, records.PodFiles], queued: Ads, done: Ads
     ) -> dict[str, PodRun]:
         return self.collect(
             files,
@@ -87,18 +91,18 @@ class Listing(PodBook):
         )
 
     def _record(
-        self, uid: str, known: Known, found: report.PodFiles, job: JobState | None
+        self, uid: str, known: Known, found: records.PodFiles, job: JobState | None
     ) -> PodRun | None:
         if self.transfer:
             found = _from_the_queue(found, job)
-        events = report.job_events(found.job)
+        events = records.job_events(found.job)
         if job is not None and job.terminal and events.ended is None and not known.rechecked:
             # The files were read before the queue: the job may have ended in between,
             # its last lines unread. Read them once more before believing it was killed.
             known.rechecked = True
             if known.last is not None:
                 return known.last
-        lost = self.lost(uid, known, found, on_record=job is not None, system=SYSTEM)
+        lost = self.lost(uid, known, found, on_record=job is not None)
         return self.conclude(uid, known, found, _view(found, job, lost=lost))
 
 
@@ -114,13 +118,13 @@ def _job(
     return None
 
 
-def _from_the_queue(found: report.PodFiles, job: JobState | None) -> report.PodFiles:
+def _from_the_queue(found: records.PodFiles, job: JobState | None) -> records.PodFiles:
     """A transferring job's files while it runs: the job began when HTCondor started it,
     and with it the first init container, else the app containers (how they fare comes
     back with the output)."""
     if job is None or job.phase is not Phase.RUNNING or found.meta is None:
         return found
-    if report.job_events(found.job).began is not None:
+    if records.job_events(found.job).began is not None:
         return found
     began = job.started or int(time.time())
     containers = defaultdict(list, found.containers)
@@ -129,20 +133,16 @@ def _from_the_queue(found: report.PodFiles, job: JobState | None) -> report.PodF
     return replace(found, job=[f"begin {began} - {job.job_id} -"], containers=containers)
 
 
-def _view(found: report.PodFiles, job: JobState | None, *, lost: bool) -> report.JobView:
-    if job is None:
-        view = report.job_view(found, None, lost=lost)
-        return report.JobView(
-            view.job_id, view.phase, exit_code=view.exit_code, lost=view.lost, system=SYSTEM
+def _view(found: records.PodFiles, job: JobState | None, *, lost: bool) -> report.JobView:
+    """What HTCondor says of the job, in the batch layer's words (over the script's)."""
+    said = None
+    if job is not None:
+        said = report.JobView(
+            found.job_id or job.job_id,
+            job.phase,
+            SYSTEM,
+            ending=job.ending,
+            reason=job.message,
+            exit_code=job.exit_code,
         )
-    phase = job.phase
-    if report.job_events(found.job).ended is not None and phase is Phase.RUNNING:
-        phase = Phase.TERMINATED  # the script ended; HTCondor is still finishing the job
-    return report.JobView(
-        found.job_id or job.job_id,
-        phase,
-        exit_code=job.exit_code,
-        system=SYSTEM,
-        ending=job.ending,
-        pending=job.message,
-    )
+    return report.job_view(found, said, system=SYSTEM, lost=lost)

@@ -18,14 +18,6 @@ from vkpy.errors import BackendUnavailable
 
 _JOB_ID = re.compile(r"^\d+\.\d+$")
 
-# Submits the job and records its id in the same remote command, so a lost answer never
-# leads to a second submission: the next create() finds status/_jobid. condor_submit
-# -terse prints "<first job> - <last job>".
-SUBMIT = (
-    'set -e; dir=$1; shift; out=$("$@"); id=${out%% *}; '
-    'printf "%s\\n" "$id" > "$dir/status/_jobid.tmp"; '
-    'mv -f "$dir/status/_jobid.tmp" "$dir/status/_jobid"; printf "%s\\n" "$id"'
-)
 # The job id a pod has already: from its work directory, or from the queue.
 EXISTING = (
     'if [ -s "$1" ]; then cat "$1"; '
@@ -33,8 +25,13 @@ EXISTING = (
 )
 
 
-def submit_argv(pod_dir: str, description: str) -> list[str]:
-    return ["sh", "-c", SUBMIT, "sh", pod_dir, "condor_submit", "-terse", description]
+# A shell test, run with the job id in "$job", that succeeds while the job is queued.
+QUEUED_TEST = '[ -n "$(condor_q -json "$job" -attributes ClusterId 2>/dev/null)" ]'
+
+
+def submit_argv(description: str) -> list[str]:
+    """condor_submit of ``description``; -terse prints "<first job> - <last job>"."""
+    return ["condor_submit", "-terse", description]
 
 
 def existing_argv(job_id_file: str, node: str, uid: str) -> list[str]:

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vkpy.backends.batch.state import Ending, Phase
 from vkpy.backends.htcondor.submit import UID_ATTRIBUTE
-from vkpy.backends.slurm.state import Ending, Phase
 
 logger = logging.getLogger(__name__)
 

@@ -16,49 +16,16 @@ Extra submit commands come from the config and from pod annotations under
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 
 from vkpy.backend import PodSpec, Resources
-from vkpy.errors import PodRejected
+from vkpy.backends.htcondor.commands import extra_commands
 
-ANNOTATION_PREFIX = "htcondor.vkpy.io/"
 UID_ATTRIBUTE = "VkpyPodUID"
 NODE_ATTRIBUTE = "VkpyNode"
 # With file transfer: what the job needs of the work directory, and what comes back.
 TRANSFER_INPUT = ("spec", "status", "volumes")
 TRANSFER_OUTPUT = ("status", "logs")
-# Commands vkpy sets itself: changing them would lose the job, its output or its status.
-RESERVED = frozenset(
-    {
-        "executable",
-        "arguments",
-        "args",
-        "output",
-        "error",
-        "log",
-        "initialdir",
-        "iwd",
-        "queue",
-        "universe",
-        "transfer_executable",
-        "allowed_job_duration",
-        "request_cpus",
-        "request_memory",
-        "request_gpus",
-        "getenv",
-        "environment",
-        "env",
-        "kill_sig",
-        "job_max_vacate_time",
-        "should_transfer_files",
-        "transfer_input_files",
-        "transfer_output_files",
-        "transfer_output_remaps",
-        "when_to_transfer_output",
-    }
-)
-_COMMAND = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 DEADLINE_MARGIN = 10  # seconds past the script's own deadline and grace
 
 
@@ -96,34 +63,6 @@ def pod_resources(pod: PodSpec) -> Resources:
 def _quoted(value: str) -> str:
     """A ClassAd string literal."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def extra_commands(
-    config_extra: Mapping[str, str], annotations: Mapping[str, str]
-) -> dict[str, str]:
-    """Config commands, then the pod's annotations over them; reserved ones refused."""
-    chosen = dict(config_extra)
-    for key, value in annotations.items():
-        if key.startswith(ANNOTATION_PREFIX):
-            chosen[key.removeprefix(ANNOTATION_PREFIX)] = value
-    for command, value in chosen.items():
-        name = command.lstrip("+")
-        if not _COMMAND.match(name):
-            raise PodRejected(
-                f"HTCondor submit command {command!r} is not a valid name",
-                reason="InvalidSubmitCommand",
-            )
-        if name.lower() in RESERVED or name.lower().startswith(("vkpy", "my.vkpy")):
-            raise PodRejected(
-                f"HTCondor submit command {command!r} is set by vkpy and cannot be overridden",
-                reason="InvalidSubmitCommand",
-            )
-        if "\n" in value or "\r" in value:
-            raise PodRejected(
-                f"HTCondor submit command {command!r}: value spans lines",
-                reason="InvalidSubmitCommand",
-            )
-    return chosen
 
 
 def submit_description(

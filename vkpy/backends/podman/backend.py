@@ -36,9 +36,9 @@ from pathlib import Path
 from vkpy.backend import Capacity, Health, LogOptions, PodRun, PodSpec, restart_delay
 from vkpy.backends.podman import observed, spec, status, volumes
 from vkpy.backends.podman.api import PodmanApi, wait_until_ready
+from vkpy.backends.podman.config import PodmanConfig
 from vkpy.backends.podman.driver import Driver
 from vkpy.backends.podman.service import PodmanService
-from vkpy.config import PodmanConfig
 from vkpy.errors import (
     BackendError,
     BackendUnavailable,

@@ -1,18 +1,14 @@
 """The SSH-Slurm backend: each Kubernetes pod one Slurm job, submitted through a
 command runner (`vkpy.transport`: SSH to a login node, or local on one).
 
-Modules: `naming` (job names, the work directory layout), `flags` (sbatch flags from
-the configuration, annotations and resources), `runtime` (a container's argv and
-environment under Apptainer, Singularity or Podman), `template` and `script` (the
-batch script and everything create() stages), `state` (Slurm job states), `queue`
-(squeue/sacct/sinfo commands and their output), `report` (status files + Slurm →
-`PodRun`), `logs` (reading and following log files), `podlog` (log records stamped with
-the pod). Those are pure functions over plain values; the I/O is in `listing` (what
-list() reads and remembers), `backend` (`SlurmBackend`) and `build` (a backend with the
-runner its configuration asks for).
+Only what is Slurm's is here; the work directory, the job script, the runtimes and
+the create/delete/logs flow are every batch system's (`vkpy.backends.batch`).
+Modules: `config` (`SlurmConfig`), `naming` (job names and comments), `flags` (sbatch
+flags from the configuration, annotations and resources), `sbatch` (the submission),
+`state` (Slurm job states → batch phases and endings), `queue` (squeue/sacct/sinfo
+commands and their output). Those are pure functions over plain values; the I/O is in
+`listing` (what list() reads and remembers), `backend` (`SlurmBackend`) and `build`
+(a backend with the runner its configuration asks for).
+
+Nothing is imported here: `vkpy.config` reads `config` without loading the backend.
 """
-
-from vkpy.backends.slurm.backend import SlurmBackend
-from vkpy.backends.slurm.build import build_slurm_backend
-
-__all__ = ["SlurmBackend", "build_slurm_backend"]

@@ -14,19 +14,23 @@ import logging
 from collections.abc import Mapping
 
 from vkpy.backend import PodRun
-from vkpy.backends.slurm import queue, report
-from vkpy.backends.slurm.book import Known, PodBook
-from vkpy.backends.slurm.naming import Layout
+from vkpy.backends.batch import records, report
+from vkpy.backends.batch.book import Known, PodBook
+from vkpy.backends.batch.naming import Layout
+from vkpy.backends.slurm import queue
 from vkpy.backends.slurm.queue import JobRecord
-from vkpy.backends.slurm.state import JobState
+from vkpy.backends.slurm.state import JobState, ending
 from vkpy.errors import BackendUnavailable
 from vkpy.transport import Runner
 
-logger = logging.getLogger(__name__)
+SYSTEM = "Slurm"
 
 
 class Listing(PodBook):
     """The node's pods as the last listing saw them; see the module docstring."""
+
+    system = SYSTEM
+    logger = logging.getLogger("vkpy.backends.slurm")
 
     def __init__(self, runner: Runner, *, node: str, accounting: str) -> None:
         super().__init__(runner, node=node)
@@ -46,7 +50,7 @@ class Listing(PodBook):
             return self._records(files, jobs, left)
 
     async def _accounting(
-        self, files: Mapping[str, report.PodFiles], jobs: Mapping[str, JobRecord]
+        self, files: Mapping[str, records.PodFiles], jobs: Mapping[str, JobRecord]
     ) -> dict[str, JobRecord]:
         """Slurm's records of submitted jobs that left the queue without a recorded end."""
         if self.accounting == "none":
@@ -56,7 +60,7 @@ class Listing(PodBook):
             in_queue = jobs.get(uid)
             if not found.job_id or (in_queue is not None and in_queue.job_id == found.job_id):
                 continue
-            if report.job_events(found.job).ended is None:
+            if records.job_events(found.job).ended is None:
                 wanted.append(found.job_id)
         if not wanted:
             return {}
@@ -65,13 +69,13 @@ class Listing(PodBook):
             idempotent=True,
         )
         if not answer.ok:
-            logger.warning("sacct failed: %s", answer.describe())
+            self.logger.warning("sacct failed: %s", answer.describe())
             return {}
         return queue.parse_sacct(answer.text)
 
     def _records(
         self,
-        files: Mapping[str, report.PodFiles],
+        files: Mapping[str, records.PodFiles],
         jobs: Mapping[str, JobRecord],
         left: Mapping[str, JobRecord],
     ) -> dict[str, PodRun]:
@@ -84,10 +88,10 @@ class Listing(PodBook):
         )
 
     def _record(
-        self, uid: str, known: Known, found: report.PodFiles, record: JobRecord | None
+        self, uid: str, known: Known, found: records.PodFiles, record: JobRecord | None
     ) -> PodRun | None:
         state = record.state if record is not None else None
-        if known.last is not None and report.settling(found, state):
+        if known.last is not None and settling(found, state):
             return known.last  # held until Slurm says how the job ended
         if _ended_unseen(state, found) and not known.rechecked:
             # The files were read before the queue: the job may have ended in between,
@@ -96,23 +100,47 @@ class Listing(PodBook):
             if known.last is not None:
                 return known.last
             state, record = None, None
-        view = report.job_view(
-            found,
-            state,
-            reason=record.reason if record else "",
-            exit_code=record.exit_code if record else None,
-            lost=self.lost(uid, known, found, on_record=record is not None, system="Slurm"),
+        lost = self.lost(uid, known, found, on_record=record is not None)
+        return self.conclude(uid, known, found, job_view(found, record, lost=lost))
+
+
+def job_view(
+    found: records.PodFiles, record: JobRecord | None, *, lost: bool = False
+) -> report.JobView:
+    """The job as Slurm's record says (in the batch layer's words), else as the
+    script's own lines do."""
+    said = None
+    if record is not None:
+        queued = f"{SYSTEM} job {found.job_id} is queued: {record.reason}"
+        said = report.JobView(
+            found.job_id,
+            record.state.phase,
+            SYSTEM,
+            ending=ending(record.state),
+            reason=queued if record.reason else "",
+            exit_code=record.exit_code,
+            pending=not record.state.terminal,
         )
-        return self.conclude(uid, known, found, view)
+    return report.job_view(found, said, system=SYSTEM, lost=lost)
 
 
-def _ended_unseen(state: JobState | None, found: report.PodFiles) -> bool:
+def settling(files: records.PodFiles, state: JobState | None) -> bool:
+    """Whether the script has stopped or ended but Slurm still runs the job: until Slurm
+    says how the job ended (a time limit, memory, a cancel), the cause is unknown, and a
+    pod reported terminal now could not be corrected later."""
+    if state is None or state.terminal:
+        return False
+    events = records.job_events(files.job)
+    return events.ended is not None or events.stopped is not None
+
+
+def _ended_unseen(state: JobState | None, found: records.PodFiles) -> bool:
     """Slurm says the job is over, and the script's files do not say it ended."""
-    return state is not None and state.terminal and report.job_events(found.job).ended is None
+    return state is not None and state.terminal and records.job_events(found.job).ended is None
 
 
 def _slurm_record(
-    found: report.PodFiles, queued: JobRecord | None, left: Mapping[str, JobRecord]
+    found: records.PodFiles, queued: JobRecord | None, left: Mapping[str, JobRecord]
 ) -> JobRecord | None:
     """Slurm's record of the pod's job: the queue's, unless it is an older job of the
     pod; else accounting's."""

@@ -21,6 +21,10 @@ SINFO_FORMAT = "%n|%c|%m|%G"
 MIB = 1024 * 1024
 SACCT_FIELDS = "jobid,jobname,state,exitcode"
 ACTIVE_STATES = "PD,CF,R,CG,S,ST,RQ,RH,RF,RD,RS,SI,SO,SE"
+# A shell test, run with the job id in "$job", that succeeds while the job is queued.
+QUEUED_TEST = (
+    f'[ -n "$(squeue --noheader --jobs="$job" --states={ACTIVE_STATES} --format=%i 2>/dev/null)" ]'
+)
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,18 @@
 
 squeue prints states long (``RUNNING``) or short (``R``); sacct long, sometimes with
 a suffix (``CANCELLED by 1001``). `parse` takes any of them; a state this table does
-not know becomes `JobState.UNKNOWN`, with a warning, and counts as still active.
+not know becomes `JobState.UNKNOWN`, with a warning, and counts as still active. Each
+state maps to a batch `Phase`, and those that end a pod abnormally to an `Ending`.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+
+from vkpy.backends.batch.state import Ending, Phase
 
 logger = logging.getLogger(__name__)
-
-
-class Phase(enum.Enum):
-    WAITING = "waiting"  # not running yet (or again): containers wait
-    RUNNING = "running"  # the job script runs
-    TERMINATED = "terminated"  # over for good
 
 
 class JobState(enum.Enum):
@@ -129,16 +125,6 @@ def parse(text: str) -> JobState:
             _warned.add(word)
             logger.warning("unknown Slurm job state %r: treating the job as active", text)
         return JobState.UNKNOWN
-
-
-@dataclass(frozen=True)
-class Ending:
-    """How a job that ended abnormally shows in the pod: the reason of the containers
-    it stopped, and the pod-level reason (empty when the pod has none)."""
-
-    container_reason: str
-    pod_reason: str
-    message: str
 
 
 _ENDINGS = {

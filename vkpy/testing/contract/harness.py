@@ -68,8 +68,6 @@ class Traits:
     # Seconds before a failed container's first restart; None for the kubelet's 10 s,
     # too long for the checks to wait for (they then do not wait for restarts).
     restart_backoff: float | None = None
-    # Whether logs() honours LogOptions.since and timestamps; False marks that check xfail.
-    supports_log_since: bool = True
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from vkpy.backend import LogOptions, Running
 from vkpy.errors import PodNotFound
 from vkpy.testing.contract.harness import ContractFailure, Harness, expect
@@ -83,19 +81,6 @@ async def expect_not_found(
 
 
 async def since_and_timestamps(h: Harness, uid: str) -> None:
-    """Marked xfail where the backend's traits say it does not honour them yet, and
-    failed if it then does (so the trait is flipped)."""
-    try:
-        await _since_and_timestamps(h, uid)
-    except ContractFailure as failure:
-        if h.traits.supports_log_since:
-            raise
-        pytest.xfail(f"logs --since / --timestamps not implemented yet: {failure}")
-    if not h.traits.supports_log_since:
-        raise ContractFailure("logs honour since and timestamps now: set supports_log_since")
-
-
-async def _since_and_timestamps(h: Harness, uid: str) -> None:
     """timestamps: each line after an RFC 3339 timestamp and a space; since: only the
     lines stamped at or after it (the kubelet's rules)."""
     stamped = await h.logs(uid, "stamps", LogOptions(timestamps=True))

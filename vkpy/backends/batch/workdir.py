@@ -1,6 +1,6 @@
 """A pod's work directory on the cluster, through a runner: staging it, reading its
-status files and logs, removing it. Nothing here is Slurm's: the HTCondor backend runs
-the same job script in the same layout (`naming`) and uses these too.
+status files, removing it. Every batch system runs the same job script in the same
+layout (`naming`); reading logs is `logs`.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import math
 import posixpath
 import tarfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
-from vkpy.backend import LogOptions
-from vkpy.backends.slurm import logs, naming, report
-from vkpy.backends.slurm.naming import Layout
-from vkpy.backends.slurm.podlog import PodLog
-from vkpy.backends.slurm.script import StagedFile
-from vkpy.errors import BackendUnavailable, PodNotFound, PodRejected
+from vkpy.backends.batch import records
+from vkpy.backends.batch.naming import Layout
+from vkpy.backends.batch.podlog import PodLog
+from vkpy.backends.batch.script import StagedFile
+from vkpy.errors import BackendUnavailable, PodRejected
 from vkpy.transport import Runner
 
 
@@ -75,7 +74,7 @@ async def stage(
 
 async def read_status(
     runner: Runner, layout: Layout, uids: Sequence[str] | None
-) -> dict[str, report.PodFiles]:
+) -> dict[str, records.PodFiles]:
     """The status files of the pods ``uids`` in one command; of every pod under the
     node's base directory when ``uids`` is None (what a restarted agent adopts)."""
     if uids is None:
@@ -84,7 +83,7 @@ async def read_status(
         answer = await runner.run([*find, *grep], idempotent=True)
         if answer.status not in (0, 1):
             raise BackendUnavailable(f"cannot read the work directories: {answer.describe()}")
-        return report.parse_status_lines(answer.text, layout)
+        return records.parse_status_lines(answer.text, layout)
     if not uids:
         return {}
     paths = b"".join(layout.status(uid).encode() + b"\0" for uid in uids)
@@ -94,7 +93,7 @@ async def read_status(
     # grep exits 1 (xargs 123) when some file had no line: not a failure.
     if answer.status not in (0, 1, 123) and not answer.stdout:
         raise BackendUnavailable(f"cannot read the status files: {answer.describe()}")
-    return report.parse_status_lines(answer.text, layout)
+    return records.parse_status_lines(answer.text, layout)
 
 
 async def remove(
@@ -130,59 +129,3 @@ async def remove(
         answer = await runner.run(unshare, idempotent=True)
     if not answer.ok:
         log.warning("could not remove the work directory %s: %s", directory, answer.describe())
-
-
-async def stream_log(
-    runner: Runner, argv: Sequence[str], limit_bytes: int | None
-) -> AsyncIterator[bytes]:
-    """What ``argv`` prints, up to ``limit_bytes``."""
-    remaining = limit_bytes
-    async with runner.stream(argv) as stream:
-        async for chunk in stream.chunks():
-            piece = chunk if remaining is None else chunk[:remaining]
-            if piece:
-                yield piece
-            if remaining is not None:
-                remaining -= len(piece)
-                if remaining <= 0:
-                    return
-
-
-async def log_argv(
-    runner: Runner,
-    layout: Layout,
-    uid: str,
-    container: str,
-    options: LogOptions,
-    *,
-    system: str,
-    queued: str,
-) -> Sequence[str]:
-    """The command that reads (or follows) the log of the run ``options`` asks for;
-    ``queued`` (`logs.SLURM_QUEUED`, `logs.HTCONDOR_QUEUED`): a follow also ends when
-    the job leaves the queue without marking the run done."""
-    try:
-        status = layout.status(uid)
-    except PodRejected as exc:
-        raise PodNotFound(f"no pod with uid {uid}") from exc
-    wanted = [f"{status}/{name}" for name in (naming.META, naming.JOB_ID, container)]
-    answer = await runner.run(["grep", "-a", "-H", "-s", "", *wanted], idempotent=True)
-    files = report.parse_status_lines(answer.text, layout).get(uid)
-    if files is None or files.meta is None:
-        raise PodNotFound(f"no pod with uid {uid} in {system}")
-    where = f"{files.meta.namespace}/{files.meta.name}"
-    if container not in (*files.meta.init, *files.meta.containers):
-        raise PodNotFound(f"pod {where} has no container {container}")
-    runs = report.history(files.containers.get(container, [])).runs
-    if options.previous and len(runs) < 2:
-        raise PodNotFound(f"container {container} of {where} has not restarted")
-    if not runs:
-        raise PodNotFound(f"container {container} of {where} has not started yet")
-    run = runs[-2] if options.previous else runs[-1]
-    path = layout.log(uid, container, run.number)
-    if options.follow and run.exit_code is None and not options.previous:
-        done = layout.log_done(uid, container, run.number)
-        return logs.follow_argv(
-            path, done, job_id=files.job_id, tail_lines=options.tail_lines, queued=queued
-        )
-    return logs.read_argv(path, tail_lines=options.tail_lines)

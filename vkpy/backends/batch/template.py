@@ -17,7 +17,7 @@ cd -- @DIR@ || exit 1  # the pod's directory; "." where HTCondor copied it to th
 
 POD_UID=@UID_Q@
 GRACE=@GRACE@          # seconds from SIGTERM to SIGKILL when the pod is stopped
-KILL_WAIT=@KILL_WAIT@  # Slurm's KillWait: what is left when Slurm ends the job itself
+KILL_WAIT=@KILL_WAIT@  # KillWait (Slurm), job_max_vacate_time (HTCondor): when it ends the job
 DEADLINE=@DEADLINE@    # epoch second when activeDeadlineSeconds runs out; 0: none
 RESTART=@RESTART@      # app containers: Never | OnFailure | Always
 INIT_RESTART=@INIT_RESTART@
@@ -37,6 +37,65 @@ signalled=0
 watchdog=""
 
 now() { printf '%(%s)T' -1; }
+
+# What a container writes goes to its log as it comes, one record a line, after the time
+# it came, as the kubelet's CRI logs do: "2006-01-02T15:04:05.000000000Z line" (UTC,
+# fixed width, so stamps sort as text), for `kubectl logs --since` and `--timestamps`.
+# A "+" instead of the space marks a piece with no newline after it (the next record
+# goes on with the same line), so output that ends mid-line shows at once. Perl when the
+# node has it (core modules only); else bash itself, slower, to the microsecond with
+# bash 5, a line's unfinished end once a second.
+STAMP_PERL='$| = 1;
+while (sysread(STDIN, my $chunk, 65536)) {
+    my $t = Time::HiRes::time();
+    my $s = int($t);
+    my ($sec, $min, $hour, $day, $mon, $year) = gmtime($s);
+    my $stamp = sprintf "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ",
+        $year + 1900, $mon + 1, $day, $hour, $min, $sec, ($t - $s) * 1e9;
+    for my $piece (split /(?<=\n)/, $chunk) {
+        my $mark = chomp($piece) ? " " : "+";
+        print "$stamp$mark$piece\n";
+    }
+}'
+
+stamp_lines() {  # stamp_lines: stdin's lines, stamped, without perl
+    local line t s f mark
+    while :; do
+        if IFS= read -r -t 1 line; then
+            mark=" "
+        elif [ $? -gt 128 ]; then  # nothing more for a second: what came of the line
+            [ -n "$line" ] || continue
+            mark=+
+        elif [ -n "$line" ]; then  # the end, without a newline
+            mark=+
+        else
+            break
+        fi
+        t=${EPOCHREALTIME:-}
+        if [ -n "$t" ]; then
+            s=${t%[.,]*} f=${t#*[.,]}000
+        else
+            printf -v s '%(%s)T' -1
+            f=000000000
+        fi
+        printf '%(%Y-%m-%dT%H:%M:%S)T.%sZ%s%s\n' "$s" "$f" "$mark" "$line"
+    done
+}
+
+stamp() {  # stamp LOG DONE: stdin's lines appended to LOG, stamped; DONE once all are
+    # The job's signals are for the containers: their output must not break on them. A
+    # process a container left behind may keep it going after the job, holding nothing
+    # of the job's but the log.
+    trap '' TERM INT
+    exec > /dev/null 2>&1
+    export TZ=UTC0
+    if command -v perl > /dev/null 2>&1; then
+        perl -MTime::HiRes -e "$STAMP_PERL" >> "$1"
+    else
+        stamp_lines >> "$1"
+    fi
+    : > "$2"
+}
 
 clock_ms() {  # milliseconds since the epoch (bash 5); bash 4: whole seconds, rounded up
     if [ -n "${EPOCHREALTIME:-}" ]; then
@@ -128,7 +187,7 @@ stop_container() {  # stop_container NAME: TERM now, KILL once the grace period 
 }
 
 launch() {  # launch NAME RUN: run the container once; its exit status is ours
-    local c=$1 n=$2 item pid rc code
+    local c=$1 n=$2 item pid rc code i
     local -a argv=() envs=()
     while IFS= read -r -d '' item; do
         argv+=("${item//"$POD_IP_MARK"/$POD_IP}")
@@ -139,8 +198,10 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
     while IFS= read -r -d '' item; do
         envs+=("${item//"$POD_IP_MARK"/$POD_IP}")
     done < "spec/$c.env"
+    rm -f "run/$c.stamped"
     record "$c" start "$(now)" "$n"
-    env -- "${envs[@]}" "${argv[@]}" < /dev/null >> "logs/$c.$n.log" 2>&1 &
+    env -- "${envs[@]}" "${argv[@]}" < /dev/null \
+        > >(stamp "logs/$c.$n.log" "run/$c.stamped") 2>&1 &
     pid=$!
     printf '%s\n' "$pid" > "run/$c.pid"
     [ -e stop ] && stop_container "$c" &  # stopped while it started
@@ -157,6 +218,10 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
         "$RUNTIME_BIN" rm --force --time 0 "vkpy-$POD_UID-$c" > /dev/null 2>&1
     fi
     rm -f "run/$c.pid"
+    for ((i = 0; i < 20; i++)); do  # the last lines in the log before the run is over
+        [ -e "run/$c.stamped" ] && break
+        sleep 0.1
+    done
     record "$c" exit "$rc" "$(now)" "$n"
     : > "logs/$c.$n.done"
     return "$rc"

@@ -1,10 +1,12 @@
-"""PodSpec → everything its job needs: files to stage, the batch script, the sbatch argv.
+"""PodSpec → everything its job needs: files to stage, the batch script, the submission.
 
 Pure: `render` does no I/O, and raises `PodRejected` for a pod that cannot run (a
 forbidden flag, a bad path, an unknown volume) before anything is staged or submitted.
 What it returns is data: directories and files with their modes, and argv lists. Pod
 values reach the cluster only inside files (each container's argv and environment,
-NUL-separated, mode 0600) and as quoted argv elements, never as shell text.
+NUL-separated, mode 0600) and as quoted argv elements, never as shell text. Each batch
+system adds its own submit command (and any file it reads, such as a submit
+description) with `submission`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vkpy.backend import RESTART_BACKOFF_INITIAL, Container, PodSpec, RestartPolicy, Volume
-from vkpy.backends.slurm import flags, naming, runtime
-from vkpy.backends.slurm.naming import Layout
-from vkpy.backends.slurm.report import PodMeta
-from vkpy.backends.slurm.runtime import Bind, RuntimeOptions
-from vkpy.backends.slurm.template import TEMPLATE
-from vkpy.config import SlurmConfig
+from vkpy.backends.batch import naming, runtime
+from vkpy.backends.batch.config import BatchConfig
+from vkpy.backends.batch.naming import Layout
+from vkpy.backends.batch.records import PodMeta
+from vkpy.backends.batch.runtime import Bind, RuntimeOptions
+from vkpy.backends.batch.template import TEMPLATE
 from vkpy.errors import PodRejected
 
 DIR_MODE = 0o700
@@ -34,16 +36,13 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _PATH_FORBIDDEN = (":", ",", "\n", "\r", "\0")
 
 # Submits the job and records its id in the same remote command, so a lost answer never
-# leads to a second submission: the next create() finds status/_jobid.
+# leads to a second submission: the next create() finds status/_jobid. The id is what
+# the command prints up to a ";" (sbatch --parsable: "<id>;<cluster>") or a space
+# (condor_submit -terse: "<first job> - <last job>").
 SUBMIT = (
-    'set -e; dir=$1; shift; out=$("$@"); id=${out%%;*}; '
+    'set -e; dir=$1; shift; out=$("$@"); id=${out%%[; ]*}; '
     'printf "%s\\n" "$id" > "$dir/status/_jobid.tmp"; '
     'mv -f "$dir/status/_jobid.tmp" "$dir/status/_jobid"; printf "%s\\n" "$id"'
-)
-# The job id a pod has already: from its work directory, or from the queue by name.
-EXISTING = (
-    'if [ -s "$1" ]; then cat "$1"; '
-    'else squeue --me --noheader --states=all --name="$2" --format=%i; fi'
 )
 
 
@@ -62,7 +61,7 @@ class Submission:
     pod_dir: str
     dirs: tuple[tuple[str, int], ...]  # (path, mode), parents first
     files: tuple[StagedFile, ...]
-    sbatch: tuple[str, ...]  # the sbatch argv alone
+    command: tuple[str, ...]  # the batch system's submit argv alone (sbatch ...)
     submit: tuple[str, ...]  # the argv that submits it and records the job id
     existing: tuple[str, ...]  # the argv that prints the pod's job id, if it has one
     script: str
@@ -75,10 +74,6 @@ class Settings:
     node: str
     runtime: RuntimeOptions
     kill_wait_seconds: int = 30
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    sbatch_flags: tuple[str, ...] = ()
     allowed_host_paths: tuple[str, ...] = ()
     backoff_seconds: int = int(RESTART_BACKOFF_INITIAL)  # the kubelet's; tests shorten it
     # The script runs in whatever directory the job starts in, a copy of the pod's
@@ -86,16 +81,13 @@ class Settings:
     relocatable: bool = False
 
     @classmethod
-    def from_config(cls, config: SlurmConfig, *, node: str) -> Settings:
+    def from_config(cls, config: BatchConfig, *, node: str, relocatable: bool = False) -> Settings:
         return cls(
             node=node,
             runtime=RuntimeOptions.from_config(config),
             kill_wait_seconds=config.kill_wait_seconds,
-            partition=config.partition,
-            account=config.account,
-            qos=config.qos,
-            sbatch_flags=tuple(config.sbatch_flags),
             allowed_host_paths=tuple(config.allowed_host_paths),
+            relocatable=relocatable,
         )
 
 
@@ -277,31 +269,6 @@ def script_text(
     return re.sub(r"@([A-Z_]+)@", lambda m: values[m[1]], TEMPLATE)
 
 
-def sbatch_argv(pod: PodSpec, *, settings: Settings, pod_dir: str) -> list[str]:
-    argv = [
-        "sbatch",
-        "--parsable",
-        f"--job-name={naming.job_name(settings.node, pod.uid)}",
-        f"--comment={naming.job_comment(settings.node, pod.namespace, pod.name, pod.uid)}",
-        f"--chdir={pod_dir}",
-        f"--output={pod_dir}/logs/_job.out",
-        "--export=ALL",
-        "--no-requeue" if pod.restart_policy == "Never" else "--requeue",
-    ]
-    for what in ("partition", "account", "qos"):
-        value = getattr(settings, what)
-        if value:
-            argv.append(f"--{what}={value}")
-    argv += flags.check_flags(settings.sbatch_flags, source="backend.sbatch_flags")
-    argv += flags.annotation_flags(pod.annotations)
-    argv += flags.job_resources(pod).flags()
-    limit = flags.time_limit(pod.active_deadline_seconds)
-    if limit:
-        argv.append(limit)
-    argv.append(f"{pod_dir}/job.sh")
-    return argv
-
-
 @dataclass(frozen=True)
 class Prepared:
     """A pod's work directory, whatever the batch system: what to stage, and the script."""
@@ -355,6 +322,7 @@ def prepare(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> 
         images={c.name: c.image for c in (*pod.init_containers, *pod.containers)},
         restart_policy=pod.restart_policy,
         reports_ip=_shares_node_network(pod, settings),
+        stamped_logs=True,
     )
     files.append(StagedFile(f"{pod_dir}/status/{naming.META}", meta.to_json().encode() + b"\n"))
     files.append(StagedFile(f"{pod_dir}/job.sh", script.encode(), DIR_MODE))
@@ -365,26 +333,22 @@ def prepare(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> 
     return Prepared(pod.uid, pod_dir, tuple(dirs), tuple(files), script)
 
 
-def render(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> Submission:
-    """Everything create() needs for ``pod``; ``now`` starts its activeDeadlineSeconds."""
-    prepared = prepare(pod, layout=layout, settings=settings, now=now)
-    pod_dir = prepared.pod_dir
-    sbatch = sbatch_argv(pod, settings=settings, pod_dir=pod_dir)
-    existing = (
-        "sh",
-        "-c",
-        EXISTING,
-        "sh",
-        f"{pod_dir}/status/{naming.JOB_ID}",
-        naming.job_name(settings.node, pod.uid),
-    )
+def submission(
+    prepared: Prepared,
+    command: Sequence[str],
+    *,
+    existing: Sequence[str],
+    extra: Sequence[StagedFile] = (),
+) -> Submission:
+    """``prepared`` submitted with ``command`` (the batch system's argv), ``extra``
+    files staged beside it; ``existing`` prints the pod's job id if it has one."""
     return Submission(
-        uid=pod.uid,
-        pod_dir=pod_dir,
+        uid=prepared.uid,
+        pod_dir=prepared.pod_dir,
         dirs=prepared.dirs,
-        files=prepared.files,
-        sbatch=tuple(sbatch),
-        submit=("sh", "-c", SUBMIT, "sh", pod_dir, *sbatch),
-        existing=existing,
+        files=(*prepared.files, *extra),
+        command=tuple(command),
+        submit=("sh", "-c", SUBMIT, "sh", prepared.pod_dir, *command),
+        existing=tuple(existing),
         script=prepared.script,
     )

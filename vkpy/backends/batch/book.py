@@ -1,6 +1,6 @@
 """`PodBook`: what a job backend remembers of its node's pods between listings.
 
-Shared by the Slurm and HTCondor listings: the pods create() submitted, the pods
+Every batch system's listing builds on it: the pods create() submitted, the pods
 delete() removed (so a late listing never revives them), and the status files read
 once in full on the first listing (the work directories are the record of what the
 node holds) and then only for pods not finished yet.
@@ -17,12 +17,10 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 
 from vkpy.backend import PodRun
-from vkpy.backends.slurm import report, workdir
-from vkpy.backends.slurm.naming import Layout
-from vkpy.backends.slurm.podlog import pod_log
+from vkpy.backends.batch import records, report, workdir
+from vkpy.backends.batch.naming import Layout
+from vkpy.backends.batch.podlog import pod_log
 from vkpy.transport import Runner
-
-logger = logging.getLogger(__name__)
 
 LOST_AFTER_SECONDS = 60.0  # a submitted job no record knows of counts as lost after this
 FORGET_DELETED = 10000  # deleted UIDs remembered, so a late listing never revives them
@@ -44,6 +42,9 @@ class Known:
 
 class PodBook(abc.ABC):
     """The node's pods as the last listing saw them; subclasses do the listing."""
+
+    system: str  # "Slurm", "HTCondor": for messages
+    logger: logging.Logger  # the backend's: records about its pods go out under it
 
     def __init__(self, runner: Runner, *, node: str) -> None:
         self.runner = runner
@@ -79,7 +80,7 @@ class PodBook(abc.ABC):
         if uid not in self.known and uid not in self.deleted:
             self.known[uid] = Known(job_id=job_id)
 
-    async def read_files(self, layout: Layout) -> dict[str, report.PodFiles]:
+    async def read_files(self, layout: Layout) -> dict[str, records.PodFiles]:
         """Status files: every pod's on the first call, then unfinished pods' only."""
         if not self._discovered:
             files = await workdir.read_status(self.runner, layout, None)
@@ -93,9 +94,9 @@ class PodBook(abc.ABC):
 
     def collect(
         self,
-        files: Mapping[str, report.PodFiles],
+        files: Mapping[str, records.PodFiles],
         queued: Container[str],
-        record: Callable[[str, Known, report.PodFiles], PodRun | None],
+        record: Callable[[str, Known, records.PodFiles], PodRun | None],
     ) -> dict[str, PodRun]:
         """Every known pod's record: kept if final, else ``record`` over its files. A
         pod whose files stay missing and whose job is not ``queued`` is forgotten."""
@@ -122,12 +123,12 @@ class PodBook(abc.ABC):
             if run is not None:
                 runs[uid] = run
         for uid in vanished:
-            logger.warning("pod uid %s: its work directory is gone; forgetting it", uid)
+            self.logger.warning("pod uid %s: its work directory is gone; forgetting it", uid)
             del self.known[uid]
         return runs
 
     def conclude(
-        self, uid: str, known: Known, found: report.PodFiles, view: report.JobView
+        self, uid: str, known: Known, found: records.PodFiles, view: report.JobView
     ) -> PodRun | None:
         """The pod's record from its files and job; remembered, and kept for good once
         it can no longer change."""
@@ -137,26 +138,23 @@ class PodBook(abc.ABC):
         known.last = run
         if report.finished(run, view):
             known.final = run
-            events = report.job_events(found.job)
+            events = records.job_events(found.job)
             if events.began is not None and events.ended is None:
                 self.unswept.add(uid)
         return run
 
-    @staticmethod
-    def lost(
-        uid: str, known: Known, found: report.PodFiles, *, on_record: bool, system: str
-    ) -> bool:
+    def lost(self, uid: str, known: Known, found: records.PodFiles, *, on_record: bool) -> bool:
         """Whether a submitted job the batch system has no record of (``on_record``
         False) has been missing long enough to report its containers lost."""
-        if on_record or not found.job_id or report.job_events(found.job).ended:
+        if on_record or not found.job_id or records.job_events(found.job).ended:
             known.missing_since = None
             return False
         now = time.monotonic()
         known.missing_since = known.missing_since or now
         if now - known.missing_since <= LOST_AFTER_SECONDS:
             return False
-        pod_log(uid, known.namespace, known.name, found.job_id).warning(
-            "%s has no record of job %s: reporting its containers lost", system, found.job_id
+        pod_log(self.logger, uid, known.namespace, known.name, found.job_id).warning(
+            "%s has no record of job %s: reporting its containers lost", self.system, found.job_id
         )
         return True
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vkpy.backend import Container, PullPolicy
-from vkpy.backends.slurm.naming import check_uid
-from vkpy.config import HTCondorConfig, SlurmConfig
+from vkpy.backends.batch.config import BatchConfig
+from vkpy.backends.batch.naming import check_uid
 from vkpy.errors import PodRejected
 
 RuntimeKind = Literal["apptainer", "singularity", "podman"]
@@ -99,7 +99,7 @@ class RuntimeOptions:
     network: Literal["host", "none"] = "host"  # podman only
 
     @classmethod
-    def from_config(cls, config: SlurmConfig | HTCondorConfig) -> RuntimeOptions:
+    def from_config(cls, config: BatchConfig) -> RuntimeOptions:
         return cls(
             kind=config.runtime,
             executable=config.runtime_path or config.runtime,

@@ -1,4 +1,8 @@
-"""Log records about a pod: stamped with its namespace, name, UID and Slurm job id."""
+"""Log records about a pod: stamped with its namespace, name, UID and job id.
+
+Each backend logs under its own logger (``vkpy.backends.slurm``,
+``vkpy.backends.htcondor``): the batch layer's code is handed it, never picks one.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,9 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
-logger = logging.getLogger("vkpy.backends.slurm")
-
 
 class PodLog(logging.LoggerAdapter[logging.Logger]):
-    """Stamps records with the pod (namespace, name, uid) and its Slurm job id."""
+    """Stamps records with the pod (namespace, name, uid) and its job id."""
 
     def process(self, msg: str, kwargs: MutableMapping[str, Any]) -> tuple[str, Any]:
         extra = dict(self.extra or {})
@@ -23,7 +25,9 @@ class PodLog(logging.LoggerAdapter[logging.Logger]):
         )
 
 
-def pod_log(uid: str, namespace: str = "", name: str = "", job_id: str = "") -> PodLog:
+def pod_log(
+    logger: logging.Logger, uid: str, namespace: str = "", name: str = "", job_id: str = ""
+) -> PodLog:
     return PodLog(
         logger,
         {"pod_namespace": namespace, "pod_name": name, "pod_uid": uid, "job_id": job_id},
