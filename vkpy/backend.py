@@ -226,12 +226,34 @@ class Capacity:
 
 @dataclass(frozen=True)
 class LogOptions:
+    """The kubelet's log query. A `LogReader` honours all but ``limit_bytes``, which its
+    caller applies with `capped`: one rule for every backend."""
+
     follow: bool = False
     tail_lines: int | None = None
     timestamps: bool = False
     since: datetime | None = None
     limit_bytes: int | None = None
     previous: bool = False
+
+
+async def capped(chunks: AsyncIterator[bytes], limit: int | None) -> AsyncIterator[bytes]:
+    """The first ``limit`` bytes of ``chunks`` (all of them without a limit). Reading stops
+    there, so a remote reader's command ends as soon as the limit is reached."""
+    left = limit
+    try:
+        async for chunk in chunks:
+            piece = chunk if left is None else chunk[:left]
+            if piece:
+                yield piece
+            if left is not None:
+                left -= len(piece)
+                if left <= 0:
+                    return
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
 
 
 # ---------------------------------------------------------------- protocols

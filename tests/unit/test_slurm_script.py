@@ -69,7 +69,10 @@ fi
 name=unnamed  # Apptainer's containers have no name
 for a in "$@"; do case $a in --name=*) name=${a#--name=} ;; esac; done
 [ -n "${FAKE_STATE:-}" ] && echo $$ > "$FAKE_STATE/$name.pid"
-if [ -n "${FAKE_SLEEP:-}" ]; then sleep "$FAKE_SLEEP" & wait $!; sleep "$FAKE_SLEEP"; fi
+# The sleep lets go of the log as a stopped container's processes would: they end with it.
+if [ -n "${FAKE_SLEEP:-}" ]; then
+    sleep "$FAKE_SLEEP" > /dev/null 2>&1 & wait $!; sleep "$FAKE_SLEEP"
+fi
 exit "${FAKE_EXIT:-0}"
 """
 

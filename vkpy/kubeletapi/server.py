@@ -20,7 +20,7 @@ Logs: the query is parsed like the kubelet's (`parse_log_query`); the pod must b
 the agent knows and the container one of its containers (else 404). Bytes come from
 the backend's `LogReader` and are written as they come, each chunk sent at once; a
 ``follow`` stream ends when the reader ends or the client goes away (the handler is
-cancelled and the reader closed). ``limitBytes`` is enforced here too.
+cancelled and the reader closed). ``limitBytes`` is applied here, with `capped`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from vkpy import metrics
-from vkpy.backend import LogReader
+from vkpy.backend import LogReader, capped
 from vkpy.config import KubeletApiConfig
 from vkpy.errors import BackendError, BackendUnavailable, PodNotFound, UnsupportedLogOption
 from vkpy.kubeletapi.auth import User
@@ -230,10 +230,10 @@ class KubeletApiServer:
             raise web.HTTPNotImplemented(text="this node's backend does not serve container logs")
         uid = str((pod.get("metadata") or {}).get("uid", ""))
         chunks = self._logs.logs(uid, container, options)
-        return await self._stream(request, chunks, options.limit_bytes)
+        return await self._stream(request, capped(chunks, options.limit_bytes))
 
     async def _stream(
-        self, request: web.Request, chunks: AsyncIterator[bytes], limit: int | None
+        self, request: web.Request, chunks: AsyncIterator[bytes]
     ) -> web.StreamResponse:
         first = asyncio.ensure_future(_next_chunk(chunks))
         try:
@@ -249,15 +249,9 @@ class KubeletApiServer:
             try:
                 if not done:
                     chunk = await first
-                sent = 0
                 while chunk is not None:
-                    if limit is not None:
-                        chunk = chunk[: limit - sent]
                     if chunk:
                         await response.write(chunk)
-                        sent += len(chunk)
-                    if limit is not None and sent >= limit:
-                        break
                     chunk = await _next_chunk(chunks)
             except BackendError as exc:  # the status is sent already: end the stream
                 logger.warning("log stream of %s ended early: %s", request.path, exc)

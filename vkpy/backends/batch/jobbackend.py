@@ -385,5 +385,5 @@ class JobBackend(abc.ABC, Generic[C]):
             if self.logs_away(uid, container):
                 return  # they come back with the job's output
             raise
-        async for chunk in logs.stream_log(self.runner, argv, options.limit_bytes):
+        async for chunk in logs.stream_log(self.runner, argv):
             yield chunk

@@ -114,20 +114,11 @@ def follow_argv(
     return ["sh", "-c", script, "sh", done, log, job_id, since, shown, *_start(tail_lines)]
 
 
-async def stream_log(
-    runner: Runner, argv: Sequence[str], limit_bytes: int | None
-) -> AsyncIterator[bytes]:
-    """What ``argv`` prints, up to ``limit_bytes``."""
-    remaining = limit_bytes
+async def stream_log(runner: Runner, argv: Sequence[str]) -> AsyncIterator[bytes]:
+    """What ``argv`` prints, as it comes."""
     async with runner.stream(argv) as stream:
         async for chunk in stream.chunks():
-            piece = chunk if remaining is None else chunk[:remaining]
-            if piece:
-                yield piece
-            if remaining is not None:
-                remaining -= len(piece)
-                if remaining <= 0:
-                    return
+            yield chunk
 
 
 async def log_argv(

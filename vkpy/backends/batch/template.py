@@ -200,8 +200,11 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
     done < "spec/$c.env"
     rm -f "run/$c.stamped"
     record "$c" start "$(now)" "$n"
-    env -- "${envs[@]}" "${argv[@]}" < /dev/null \
-        > >(stamp "logs/$c.$n.log" "run/$c.stamped") 2>&1 &
+    (  # stdout only: a redirect's process substitution leaves its own descriptor open
+        # in the command, so a container's processes would hold the log open after it.
+        exec {log}> >(stamp "logs/$c.$n.log" "run/$c.stamped")
+        exec env -- "${envs[@]}" "${argv[@]}" < /dev/null >&"$log" 2>&1 {log}>&-
+    ) &
     pid=$!
     printf '%s\n' "$pid" > "run/$c.pid"
     [ -e stop ] && stop_container "$c" &  # stopped while it started

@@ -337,7 +337,6 @@ class PodmanBackend:
             raise PodNotFound(
                 f"container {container} of {pod.namespace}/{pod.name} has not restarted"
             )
-        remaining = options.limit_bytes
         async for chunk in self.api.logs(
             instance.id,
             follow=options.follow,
@@ -345,10 +344,4 @@ class PodmanBackend:
             since=options.since,
             timestamps=options.timestamps,
         ):
-            piece = chunk if remaining is None else chunk[:remaining]
-            if piece:
-                yield piece
-            if remaining is not None:
-                remaining -= len(piece)
-                if remaining <= 0:
-                    return
+            yield chunk

@@ -23,6 +23,7 @@ from vkpy.backend import (
     RestartPolicy,
     Terminated,
     Volume,
+    capped,
 )
 from vkpy.testing.waiting import WaitTimeout, listed
 
@@ -183,9 +184,10 @@ class Harness:
         return backend
 
     async def logs(self, uid: str, container: str, options: LogOptions | None = None) -> bytes:
-        reader = self.reader()
-        chunks = [chunk async for chunk in reader.logs(uid, container, options or LogOptions())]
-        return b"".join(chunks)
+        """What the kubelet API would send: the reader's logs, capped at ``limit_bytes``."""
+        options = options or LogOptions()
+        read = self.reader().logs(uid, container, options)
+        return b"".join([chunk async for chunk in capped(read, options.limit_bytes)])
 
     async def stream(
         self, uid: str, container: str, options: LogOptions
