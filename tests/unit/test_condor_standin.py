@@ -2,7 +2,7 @@
 
 import pytest
 
-from vkpy.testing.condor_standin import parse_arguments, parse_submit
+from vkpy.testing.condor_syntax import parse_arguments, parse_submit
 
 
 @pytest.mark.parametrize(
@@ -34,10 +34,28 @@ def test_submit_description_commands_and_custom_attributes():
 
 def test_constraints_the_backend_sends_select_as_htcondor_would():
     from vkpy.backends.htcondor import queue
-    from vkpy.testing.condor_standin import _constraint
+    from vkpy.testing.condor_syntax import constraint
 
     argv = queue.condor_history_argv("n1", ["4.0", "9.0"])
-    matches = _constraint(argv[argv.index("-constraint") + 1])
+    matches = constraint(argv[argv.index("-constraint") + 1])
     assert matches({"VkpyNode": "n1", "ClusterId": 9})
     assert not matches({"VkpyNode": "n1", "ClusterId": 5})
     assert not matches({"VkpyNode": "n2", "ClusterId": 4})
+
+
+def test_the_installed_stand_in_runs_without_vkpy(tmp_path):
+    """As on the login node: the system's python3, without vkpy, finds its parser beside it."""
+    import subprocess
+
+    from vkpy.testing import condor
+
+    bin_dir = condor.install(tmp_path / "shared")
+    done = subprocess.run(
+        [condor.INTERPRETER, "-s", "-E", str(bin_dir / "condor_q"), "-json"],
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"ImportError" not in done.stderr

@@ -21,7 +21,7 @@ from vkpy.backends.htcondor.state import job_state
 from vkpy.backends.htcondor.submit import submit_description
 from vkpy.backends.slurm.sbatch import render
 from vkpy.errors import PodRejected
-from vkpy.testing import condor_standin
+from vkpy.testing import condor_standin, condor_syntax
 from vkpy.transport import LocalRunner
 
 from .test_slurm_script import FAKE_RUNTIME, UID, app, logged, pod_spec, settings, stage
@@ -145,7 +145,7 @@ def test_the_standin_transfers_input_and_output(tmp_path, monkeypatch):
     )
     (iwd / "job.sh").chmod(0o700)
     text = submit_description(pod_spec(app("main")), node_name="n", pod_dir=str(iwd), transfer=True)
-    commands, _ = condor_standin.parse_submit(text)
+    commands, _ = condor_syntax.parse_submit(text)
     (tmp_path / "state" / "jobs").mkdir(parents=True)
     ad = {
         "ClusterId": 1,

@@ -15,7 +15,8 @@ to output parsing is thus exercised for real; the pool itself (matchmaking, remo
 execution, transfer between machines) is not. Jobs live as JSON files under
 ``~/.condor-standin``, scratch directories under its ``execute/``.
 
-Only the standard library: it runs with the login node's own ``python3``.
+Only the standard library: it runs with the login node's own ``python3``, with
+`condor_syntax` (submit descriptions, constraints) installed beside it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,23 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+try:
+    from vkpy.testing.condor_syntax import (
+        classad_value,
+        constraint,
+        memory_mb,
+        parse_arguments,
+        parse_submit,
+    )
+except ImportError:  # installed on a login node, beside it, without vkpy
+    from condor_syntax import (  # type: ignore[import-not-found,no-redef]
+        classad_value,
+        constraint,
+        memory_mb,
+        parse_arguments,
+        parse_submit,
+    )
 
 STATE = Path.home() / ".condor-standin"
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
@@ -76,88 +94,6 @@ def _next_cluster() -> int:
     return cluster
 
 
-# ---------------------------------------------------------------- submit descriptions
-
-
-def parse_arguments(value: str) -> list[str]:
-    """HTCondor's new argument syntax: the whole value in double quotes, words split on
-    spaces, single quotes group, '' inside them is a literal quote, "" a double quote."""
-    value = value.strip()
-    if not (value.startswith('"') and value.endswith('"')):
-        return value.split()
-    body = value[1:-1].replace('""', "\x00")
-    words: list[str] = []
-    current: list[str] = []
-    quoted = False
-    started = False
-    index = 0
-    while index < len(body):
-        char = body[index]
-        if char == "'":
-            if quoted and body[index + 1 : index + 2] == "'":
-                current.append("'")
-                index += 2
-                continue
-            quoted, started = not quoted, True
-        elif char in " \t" and not quoted:
-            if started:
-                words.append("".join(current))
-                current, started = [], False
-        else:
-            current.append('"' if char == "\x00" else char)
-            started = True
-        index += 1
-    if started:
-        words.append("".join(current))
-    return words
-
-
-def parse_submit(text: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(submit commands, custom job attributes) of a submit description."""
-    commands: dict[str, str] = {}
-    custom: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.lower().startswith("queue"):
-            break
-        key, _, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if key.startswith("+") or key.upper().startswith("MY."):
-            custom[key.lstrip("+").split(".", 1)[-1] if "." in key else key.lstrip("+")] = value
-        else:
-            commands[key.lower()] = value
-    return commands, custom
-
-
-def _classad_value(text: str) -> Any:
-    """A ClassAd literal from a submit file: "string", integer, real, true/false."""
-    if text.startswith('"') and text.endswith('"'):
-        return text[1:-1].replace('\\"', '"')
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    if re.fullmatch(r"-?\d+\.\d*", text):
-        return float(text)
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
-
-
-def _memory_mb(value: str) -> int:
-    match = re.fullmatch(r"(\d+)\s*([KMGT]?)B?", value.strip(), re.IGNORECASE)
-    if not match:
-        return int(float(value))
-    number, unit = int(match.group(1)), match.group(2).upper()
-    return {
-        "K": number // 1024,
-        "": number,
-        "M": number,
-        "G": number * 1024,
-        "T": number * 1024 * 1024,
-    }[unit]
-
-
 def submit(argv: list[str]) -> int:
     files = [a for a in argv if not a.startswith("-")]
     text = sys.stdin.read() if not files or files[0] == "-" else Path(files[0]).read_text()
@@ -181,7 +117,7 @@ def submit(argv: list[str]) -> int:
         "Err": commands.get("error", "/dev/null"),
         "UserLog": commands.get("log", ""),
         "RequestCpus": int(commands.get("request_cpus", "1")),
-        "RequestMemory": _memory_mb(commands.get("request_memory", "128")),
+        "RequestMemory": memory_mb(commands.get("request_memory", "128")),
         "RequestGpus": int(commands.get("request_gpus", "0")),
         "JobStatus": IDLE,
         "QDate": now,
@@ -195,7 +131,7 @@ def submit(argv: list[str]) -> int:
         "TransferInput": commands.get("transfer_input_files", ""),
         "TransferOutput": commands.get("transfer_output_files", ""),
     }
-    ad.update({k: _classad_value(v) for k, v in custom.items()})
+    ad.update({k: classad_value(v) for k, v in custom.items()})
     _save(ad)
     subprocess.Popen(  # the "pool": a detached runner per job
         [sys.executable, os.path.abspath(__file__), "__run", str(cluster)],
@@ -349,33 +285,6 @@ def run_job(cluster: int) -> int:
 # ---------------------------------------------------------------- queries
 
 
-def _constraint(expression: str) -> Any:
-    """A predicate for the constraints the backend sends: comparisons joined by &&."""
-    clauses = []
-    for part in expression.split("&&"):
-        member = re.fullmatch(r"\s*member\((\w+),\s*\{([-\d,\s]*)\}\)\s*", part)
-        if member is not None:
-            options = {int(n) for n in member.group(2).split(",") if n.strip()}
-            clauses.append((member.group(1), True, options))
-            continue
-        match = re.fullmatch(
-            r'\s*\(?\s*(\w+)\s*(==|=\?=|!=|=!=)\s*("(?:[^"\\]|\\.)*"|-?\d+)\s*\)?\s*', part
-        )
-        if match is None:
-            raise SystemExit(f"standin: unsupported constraint {part!r}")
-        name, operator, literal = match.groups()
-        value = json.loads(literal)
-        clauses.append((name, operator in ("==", "=?="), value))
-
-    def holds(value: Any, wanted: Any) -> bool:
-        return value in wanted if isinstance(wanted, set) else bool(value == wanted)
-
-    def matches(ad: ClassAd) -> bool:
-        return all(holds(ad.get(n), v) == equal for n, equal, v in clauses)
-
-    return matches
-
-
 def _in_queue(ad: ClassAd) -> bool:
     """Removed jobs stay in the queue until their process has exited."""
     if ad["JobStatus"] == REMOVED:
@@ -384,7 +293,7 @@ def _in_queue(ad: ClassAd) -> bool:
 
 
 def _selected(argv: list[str], statuses: tuple[int, ...]) -> list[ClassAd]:
-    matches = _constraint(argv[argv.index("-constraint") + 1]) if "-constraint" in argv else None
+    matches = constraint(argv[argv.index("-constraint") + 1]) if "-constraint" in argv else None
     valued = ("-limit", "-constraint", "-attributes", "-af")
     options = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in valued]
     ids = {
