@@ -207,3 +207,22 @@ def test_both_stampers_keep_lines_and_mark_a_missing_newline(perl):
         assert re.match(f"^{STAMP}$", line[:30])
         when = datetime.strptime(line[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
         assert began - 1 <= when.timestamp() <= time.time() + 1
+
+
+def test_a_perl_without_time_hires_falls_back_to_bash(tmp_path):
+    """Debian's perl-base alone has no Time::HiRes: the output must not be lost to it."""
+    functions = re.search(r"^STAMP_PERL=.*?^stamp\(\) \{.*?^\}$", TEMPLATE, re.M | re.S)
+    assert functions is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_perl = bin_dir / "perl"
+    fake_perl.write_text('#!/bin/sh\necho "Can\'t locate Time/HiRes.pm" >&2\nexit 2\n')
+    fake_perl.chmod(0o755)
+    log, done = tmp_path / "out.log", tmp_path / "done"
+    subprocess.run(
+        ["bash", "-c", f'{functions[0]}\nPATH="{bin_dir}:$PATH"\nstamp "{log}" "{done}"'],
+        input=b"kept\n",
+        check=True,
+    )
+    assert done.exists()
+    assert re.fullmatch(f"{STAMP} kept\n", log.read_text())

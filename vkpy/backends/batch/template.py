@@ -89,7 +89,7 @@ stamp() {  # stamp LOG DONE: stdin's lines appended to LOG, stamped; DONE once a
     trap '' TERM INT
     exec > /dev/null 2>&1
     export TZ=UTC0
-    if command -v perl > /dev/null 2>&1; then
+    if perl -MTime::HiRes -e 1 > /dev/null 2>&1; then  # perl-base alone lacks Time::HiRes
         perl -MTime::HiRes -e "$STAMP_PERL" >> "$1"
     else
         stamp_lines >> "$1"
