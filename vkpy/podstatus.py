@@ -7,6 +7,7 @@ init containers first, then the app containers' states and the restart policy.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -165,8 +166,29 @@ def _names(names: list[str]) -> str:
     return f"[{' '.join(names)}]"
 
 
+# The conditions a kubelet owns (kubetypes.PodConditionsByKubelet); any other type is
+# another writer's (a readiness gate's controller, say) and is kept as it is.
+KUBELET_CONDITIONS = frozenset(
+    {"PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"}
+)
+
+
+def _unready_gates(spec: JSON, previous: dict[str, JSON]) -> str:
+    """Why the pod's readiness gates hold Ready back, as generatePodReadyCondition says."""
+    reasons = []
+    for gate in spec.get("readinessGates") or []:
+        kind = json.dumps(gate.get("conditionType", ""))  # Go's %q
+        found = previous.get(gate.get("conditionType", ""))
+        if found is None:
+            reasons.append(f"corresponding condition of pod readiness gate {kind} does not exist.")
+        elif found.get("status") != "True":
+            status = found.get("status")
+            reasons.append(f'the status of pod readiness gate {kind} is not "True", but {status}')
+    return ", ".join(reasons)
+
+
 def _conditions(
-    pod_phase: str, run: PodRun | None, init: list[JSON], apps: list[JSON]
+    pod_phase: str, run: PodRun | None, init: list[JSON], apps: list[JSON], gates: str
 ) -> list[tuple[str, bool, str, str]]:
     """Initialized, Ready and ContainersReady as (type, ok, reason, message), from the
     container statuses written (pkg/kubelet/status/generate.go)."""
@@ -186,7 +208,9 @@ def _conditions(
         ready = (False, "ContainersNotReady", f"containers with unready status: {_names(unready)}")
     else:
         ready = (True, "", "")
-    return [initialized, ("Ready", *ready), ("ContainersReady", *ready)]
+    # Ready also waits for the readiness gates; ContainersReady does not.
+    pod_ready = (False, "ReadinessGatesNotReady", gates) if ready[0] and gates else ready
+    return [initialized, ("Ready", *pod_ready), ("ContainersReady", *ready)]
 
 
 def pod_status(pod: JSON, seen: Observation, now: datetime) -> JSON:
@@ -214,11 +238,15 @@ def pod_status(pod: JSON, seen: Observation, now: datetime) -> JSON:
     ]
     previous = {c["type"]: c for c in old.get("conditions") or []}
     conditions = [_condition("PodReadyToStartContainers", run is not None, stamp, previous)]
-    for kind, ok, reason, message in _conditions(pod_phase, run, init_statuses, app_statuses):
+    for kind, ok, reason, message in _conditions(
+        pod_phase, run, init_statuses, app_statuses, _unready_gates(spec, previous)
+    ):
         conditions.append(_condition(kind, ok, stamp, previous, reason=reason, message=message))
     conditions.append(
         previous.get("PodScheduled") or _condition("PodScheduled", True, stamp, previous)
     )
+    # A merge patch replaces the whole list: write back the conditions of other writers.
+    conditions += [c for t, c in previous.items() if t not in KUBELET_CONDITIONS]
     status: JSON = {
         "phase": pod_phase,
         "conditions": conditions,

@@ -149,3 +149,40 @@ async def test_a_podman_pod_sees_and_reports_what_a_kubelet_gives(testbed, kube,
 async def test_a_slurm_pod_sees_and_reports_what_a_kubelet_gives(login_user, kube, tmp_path):
     async with slurm_agent(login_user, kube, tmp_path, "fid-slurm") as agent:
         await check_fidelity(login_user, kube, agent.name, "slurm")
+
+
+async def test_readiness_gates_and_other_writers_conditions_on_a_podman_node(
+    testbed, kube, tmp_path
+):
+    """Ready waits for the pod's readiness gates; a condition another controller writes
+    (as a load balancer's does, with a strategic merge patch) survives vkpy's writes."""
+    node = f"fid-gates-{uuid.uuid4().hex[:6]}"
+    name = f"{node}-gated"
+    main = {"name": "main", "image": IMAGE, "command": ["sleep", "120"]}
+    gated = pod_for(
+        node, name, [main], kind="podman", readinessGates=[{"conditionType": "example.com/lb"}]
+    )
+    path = f"/api/v1/namespaces/{NS}/pods/{name}"
+    async with running_agent(kube, AgentProcess(testbed, tmp_path, node)):
+        await kube.create(f"/api/v1/namespaces/{NS}/pods", gated)
+
+        async def containers_ready() -> dict | None:
+            pod = await kube.get(path)
+            return pod if conditions(pod).get("ContainersReady", ("",))[0] == "True" else None
+
+        held = await eventually(containers_ready, timeout=60, what="the container to be ready")
+        assert conditions(held)["Ready"] == (
+            "False",
+            "ReadinessGatesNotReady",
+            'corresponding condition of pod readiness gate "example.com/lb" does not exist.',
+        )
+        gate = {"type": "example.com/lb", "status": "True", "reason": "Registered"}
+        await kube.strategic_patch(f"{path}/status", {"status": {"conditions": [gate]}})
+
+        async def ready() -> dict | None:
+            pod = await kube.get(path)
+            return pod if conditions(pod)["Ready"][0] == "True" else None
+
+        opened = await eventually(ready, timeout=30, what="Ready once the gate is True")
+        assert conditions(opened)["example.com/lb"] == ("True", "Registered", "")
+        assert conditions(opened)["ContainersReady"][0] == "True"

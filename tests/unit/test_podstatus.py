@@ -188,3 +188,40 @@ def test_a_succeeded_pod_is_initialized_and_completed():
     assert conditions["Initialized"] == ("True", "PodCompleted", "")
     assert conditions["Ready"] == ("False", "PodCompleted", "")
     assert status["initContainerStatuses"][0]["ready"] is True
+
+
+def gated(*conditions):
+    """A running pod with readiness gates, holding other writers' ``conditions``."""
+    spec = pod()
+    spec["spec"]["readinessGates"] = [
+        {"conditionType": "example.com/lb"},
+        {"conditionType": "example.com/warm"},
+    ]
+    spec["status"]["conditions"] += [
+        {"type": kind, "status": value, "lastTransitionTime": "2026-11-25T11:30:00Z"}
+        for kind, value in conditions
+    ]
+    return spec
+
+
+def test_readiness_gates_hold_ready_back_as_generate_go_says():
+    seen = Observation(run=run(running("main")))
+    missing = conditions_of(pod_status(gated(("example.com/lb", "False")), seen, NOW))
+    assert missing["ContainersReady"] == ("True", "", "")
+    assert missing["Ready"] == (
+        "False",
+        "ReadinessGatesNotReady",
+        'the status of pod readiness gate "example.com/lb" is not "True", but False, '
+        'corresponding condition of pod readiness gate "example.com/warm" does not exist.',
+    )
+    both = gated(("example.com/lb", "True"), ("example.com/warm", "True"))
+    assert conditions_of(pod_status(both, seen, NOW))["Ready"] == ("True", "", "")
+
+
+def test_conditions_of_other_writers_are_written_back_unchanged():
+    """The status goes out as a merge patch, which replaces the whole list."""
+    spec = gated(("example.com/lb", "True"), ("DisruptionTarget", "False"))
+    written = pod_status(spec, Observation(run=run(running("main"))), NOW)["conditions"]
+    others = [c for c in written if c["type"] in ("example.com/lb", "DisruptionTarget")]
+    assert others == spec["status"]["conditions"][1:]
+    assert len({c["type"] for c in written}) == len(written) == 7
