@@ -106,9 +106,8 @@ class Agent:
             find_pod=self.pods.find,
             list_pods=self.pods.pods,
             logs=backend if isinstance(backend, LogReader) else None,
-            ready=lambda: self._health_seen is None or self._health_seen.ok,
+            ready=lambda: self.reporter.health is None or self.reporter.health.ok,
         )
-        self._health_seen: Health | None = None
         self._capacity: tuple[float, dict[str, str]] | None = None
         self.stopping = asyncio.Event()
 
@@ -118,7 +117,8 @@ class Agent:
     def _backend_seen(self, ok: bool) -> None:
         """A backend call got through, or found the backend unreachable: when that
         disagrees with the health last seen, the node checks it again now."""
-        if self._health_seen is not None and self._health_seen.ok != ok:
+        seen = self.reporter.health
+        if seen is not None and seen.ok != ok:
             self.reporter.poke()
 
     async def _health(self) -> Health:
@@ -126,11 +126,11 @@ class Agent:
             health = await self.backend.health()
         except BackendError as exc:
             health = Health(False, str(exc))
-        if self._health_seen is not None and health.ok != self._health_seen.ok:
+        seen = self.reporter.health  # the check before this one
+        if seen is not None and health.ok != seen.ok:
             logger.warning(
                 "backend %s: %s", "healthy" if health.ok else "unhealthy", health.message or "ok"
             )
-        self._health_seen = health
         return health
 
     async def _resources(self) -> dict[str, str]:

@@ -202,6 +202,11 @@ class NodeReporter:
         self._changed.set()
 
     @property
+    def health(self) -> Health | None:
+        """The backend's health as last checked; None before the first check."""
+        return self._health
+
+    @property
     def health_every(self) -> float:
         """Seconds between health checks: short while the backend is unhealthy."""
         if self._health is None or self._health.ok:

@@ -3,12 +3,13 @@ containers, waiting on list(), reading logs, running commands on the login node.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from vkpy.backend import Container, LogOptions, PodRun, PodSpec, Running, Terminated
+from vkpy.backend import Backend, Container, LogOptions, PodRun, PodSpec, Running, Terminated
 from vkpy.backends.batch.jobbackend import JobBackend
 from vkpy.testing import contract
 from vkpy.testing.podman import IMAGE
@@ -106,3 +107,26 @@ async def assert_nothing_left(backend: JobBackend, spec: PodSpec, marker: str) -
         timeout=2,
         until=lambda left: not left,
     )
+
+
+@contextlib.asynccontextmanager
+async def job_harness(
+    start: Callable[[], contextlib.AbstractAsyncContextManager[Backend]], host: contract.Host
+) -> AsyncIterator[contract.Harness]:
+    """The contract's harness over the job backend ``start`` makes; its successor is one
+    more backend made the same way, on the same node."""
+    async with contextlib.AsyncExitStack() as backends:
+
+        async def successor() -> Backend:
+            return await backends.enter_async_context(start())
+
+        first = await successor()
+        async with contract.Harness(
+            first,
+            timeout=90.0,
+            poll_seconds=0.5,
+            traits=JOB_TRAITS,
+            successor=successor,
+            host=host,
+        ) as made:
+            yield made

@@ -15,7 +15,7 @@ from vkpy.testing import contract
 from vkpy.testing.htcondor_config import htcondor_on_testbed
 from vkpy.testing.testbed import Endpoints
 
-from .jobs import JOB_TRAITS, remote
+from .jobs import job_harness, remote
 
 
 async def condor_jobs(backend: HTCondorBackend, uid: str) -> list[str]:
@@ -30,23 +30,12 @@ HOST = contract.Host(instances=condor_jobs, submissions=lambda b: b.runner.calls
 @pytest.fixture
 async def harness(login_user: Endpoints) -> AsyncIterator[contract.Harness]:
     node = f"ccontract-{uuid.uuid4().hex[:10]}"
-    async with contextlib.AsyncExitStack() as backends:
 
-        async def successor() -> HTCondorBackend:
-            return await backends.enter_async_context(
-                htcondor_on_testbed(login_user.ssh, node_name=node)
-            )
+    def start() -> contextlib.AbstractAsyncContextManager[HTCondorBackend]:
+        return htcondor_on_testbed(login_user.ssh, node_name=node)
 
-        first = await successor()
-        async with contract.Harness(
-            first,
-            timeout=90.0,
-            poll_seconds=0.5,
-            traits=JOB_TRAITS,
-            successor=successor,
-            host=HOST,
-        ) as made:
-            yield made
+    async with job_harness(start, HOST) as made:
+        yield made
 
 
 @pytest.mark.parametrize("check", contract.CHECKS, ids=contract.check_id)

@@ -13,7 +13,7 @@ from vkpy.testing import contract
 from vkpy.testing.slurm_config import backend_on_testbed
 from vkpy.testing.testbed import Endpoints
 
-from .jobs import JOB_TRAITS, remote
+from .jobs import job_harness, remote
 
 
 async def slurm_jobs(backend: SlurmBackend, uid: str) -> list[str]:
@@ -29,24 +29,12 @@ HOST = contract.Host(instances=slurm_jobs, submissions=lambda b: b.runner.calls[
 @pytest.fixture
 async def harness(login_user: Endpoints) -> AsyncIterator[contract.Harness]:
     node = f"contract-{uuid.uuid4().hex[:10]}"
-    async with contextlib.AsyncExitStack() as backends:
 
-        def start() -> contextlib.AbstractAsyncContextManager[SlurmBackend]:
-            return backend_on_testbed(login_user.ssh, login_user.slurm, node_name=node)
+    def start() -> contextlib.AbstractAsyncContextManager[SlurmBackend]:
+        return backend_on_testbed(login_user.ssh, login_user.slurm, node_name=node)
 
-        async def successor() -> SlurmBackend:
-            return await backends.enter_async_context(start())
-
-        first = await successor()
-        async with contract.Harness(
-            first,
-            timeout=90.0,
-            poll_seconds=0.5,
-            traits=JOB_TRAITS,
-            successor=successor,
-            host=HOST,
-        ) as made:
-            yield made
+    async with job_harness(start, HOST) as made:
+        yield made
 
 
 @pytest.mark.parametrize("check", contract.CHECKS, ids=contract.check_id)
