@@ -51,7 +51,10 @@ case $1 in
         read -r pid < "$FAKE_STATE/$4.pid" 2> /dev/null || exit 125
         kill "-$3" "$pid" 2> /dev/null
         exit 0 ;;
-    wait) [ -n "${FAKE_WAIT_CODE:-}" ] && echo "$FAKE_WAIT_CODE" && exit 0; exit 1 ;;
+    wait)  # wait NAME: the exit code of a container that ran to its end
+        [ -n "${FAKE_WAIT_CODE:-}" ] && echo "$FAKE_WAIT_CODE" && exit 0
+        read -r code < "$FAKE_STATE/$2.exit" 2> /dev/null && echo "$code" && exit 0
+        exit 1 ;;
     rm) exit 0 ;;
 esac
 for v in $(compgen -e APPTAINERENV_FAKE_); do export "${v#APPTAINERENV_}=${!v}"; done
@@ -73,6 +76,7 @@ for a in "$@"; do case $a in --name=*) name=${a#--name=} ;; esac; done
 if [ -n "${FAKE_SLEEP:-}" ]; then
     sleep "$FAKE_SLEEP" > /dev/null 2>&1 & wait $!; sleep "$FAKE_SLEEP"
 fi
+[ -n "${FAKE_STATE:-}" ] && echo "${FAKE_EXIT:-0}" > "$FAKE_STATE/$name.exit"
 exit "${FAKE_EXIT:-0}"
 """
 

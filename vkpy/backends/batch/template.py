@@ -215,8 +215,11 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
         # Podman how the container ended (waiting for it if it still runs), then remove it.
         if code=$("$RUNTIME_BIN" wait "vkpy-$POD_UID-$c" 2> /dev/null) && [ -n "$code" ]; then
             rc=$code
-        elif { [ -e stop ] || [ "$signalled" = 1 ]; } && [ "$rc" -eq 0 ]; then
-            rc=137  # stopped before Podman had the container: it never ended by itself
+        elif [ "$rc" -eq 0 ]; then
+            # No container (it is removed only below), yet `podman run` said 0: signalled
+            # before Podman had created it. It never ran, let alone completed, whether or
+            # not this shell's own trap has seen the signal yet.
+            rc=137
         fi
         "$RUNTIME_BIN" rm --force --time 0 "vkpy-$POD_UID-$c" > /dev/null 2>&1
     fi
