@@ -5,6 +5,7 @@ stand-in's emulation of the transfer, and the status of a job whose files are aw
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -96,8 +97,14 @@ def test_the_relocatable_script_runs_in_a_copy_of_the_pod_directory(tmp_path, ru
     for name in ("spec", "status", "volumes"):
         shutil.copytree(pod_dir / name, scratch / name, symlinks=True)
     shutil.rmtree(scratch / "volumes" / "work")  # an empty directory may not travel
+    state = tmp_path / "fake-state"  # where the fake runtime keeps its containers
+    state.mkdir()
     done = subprocess.run(
-        ["bash", str(pod_dir / "job.sh")], cwd=scratch, capture_output=True, timeout=30
+        ["bash", str(pod_dir / "job.sh")],
+        cwd=scratch,
+        capture_output=True,
+        timeout=30,
+        env={**os.environ, "FAKE_STATE": str(state)},
     )
     assert (done.returncode, done.stderr) == (0, b"")
     args, _ = logged(scratch, "main")
