@@ -100,6 +100,11 @@ class Container:
     mounts: tuple[Mount, ...] = ()
     resources: Resources = Resources()
     image_pull_policy: PullPolicy = "IfNotPresent"
+    # The container's own stdio, for `kubectl attach`: stdin kept open (closed after the
+    # first attach ends with ``stdin_once``) and a terminal.
+    stdin: bool = False
+    stdin_once: bool = False
+    tty: bool = False
 
 
 @dataclass(frozen=True)

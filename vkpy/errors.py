@@ -87,6 +87,18 @@ class UnsupportedLogOption(BackendError):
     """The logs cannot be read as asked (say, ``sinceTime`` of a log without times)."""
 
 
+class ContainerNotRunning(BackendError):
+    """The container exists but does not run now, so nothing can be run in it."""
+
+
+class StreamingUnsupported(BackendError):
+    """This backend cannot exec, attach or forward ports for this pod; says why."""
+
+
+class PortUnreachable(BackendError):
+    """Nothing accepts connections on the pod's port."""
+
+
 class KubeApiError(VkpyError):
     """The Kubernetes API answered with an error or could not be reached."""
 

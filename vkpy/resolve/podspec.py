@@ -24,8 +24,6 @@ _UNSUPPORTED_CONTAINER_FIELDS = {
     "readinessProbe": "readiness probes",
     "startupProbe": "startup probes",
     "lifecycle": "lifecycle hooks",
-    "stdin": "stdin",
-    "tty": "tty",
 }
 
 
@@ -68,6 +66,9 @@ def _container(pod: JSON, container: JSON, sources: Sources, node: NodeFacts) ->
         resources=_resources(container),
         image_pull_policy=container.get("imagePullPolicy")
         or ("Always" if container["image"].endswith(":latest") else "IfNotPresent"),
+        stdin=bool(container.get("stdin")),
+        stdin_once=bool(container.get("stdinOnce")),
+        tty=bool(container.get("tty")),
     )
 
 
