@@ -11,7 +11,9 @@
     │   ├── ImagePullError          an image could not be pulled (retried with backoff)
     │   ├── PodNotFound             the backend has no such pod
     │   └── UnsupportedLogOption    a log option this pod's logs cannot honour (HTTP 400)
-    └── KubeApiError           the Kubernetes API failed (transient unless said otherwise)
+    ├── KubeApiError           the Kubernetes API failed (transient unless said otherwise)
+    └── StreamProtocolError    a streaming peer (SPDY) broke the protocol, reset the stream
+                               or went away: that session or stream ends
 
 Third-party errors (aiohttp, asyncssh, OSError, kubernetes_asyncio) are translated
 once, where they are caught, with ``raise X(...) from exc``. Callers decide by type:
@@ -105,3 +107,8 @@ class KubeApiError(VkpyError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class StreamProtocolError(VkpyError):
+    """A streaming session cannot go on: the peer sent what the protocol forbids, reset
+    the stream, or the connection ended. Ends that stream or session, nothing else."""
