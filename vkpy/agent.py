@@ -24,9 +24,11 @@ from vkpy.errors import BackendError, ConfigError
 from vkpy.events import EventRecorder
 from vkpy.kube.client import Kube
 from vkpy.kubeletapi import KubeletApiServer, WebhookAuth, serving_certificate
+from vkpy.kubeletapi.streaming.handlers import StreamingRoutes
 from vkpy.lease import LeaseKeeper
 from vkpy.node import NodeIdentity, NodeReporter, capacity
 from vkpy.pods import PodController
+from vkpy.remote import Attacher, Executor, PortForwarder
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,14 @@ def client_ca(settings: Settings, kube: Kube) -> bytes | None:
         ) from exc
 
 
+def declared_features(settings: Settings, backend: Backend) -> tuple[str, ...]:
+    """What the Node declares: WebSocket streaming only when this kubelet API serves it,
+    since an apiserver then sends kubectl's WebSockets here for every pod."""
+    if settings.kubelet_api.websocket_streaming and isinstance(backend, Executor):
+        return ("ExtendWebSocketsToKubelet",)
+    return ()
+
+
 class Agent:
     def __init__(self, settings: Settings, kube: Kube, backend: Backend) -> None:
         self.settings = settings
@@ -65,6 +75,7 @@ class Agent:
             address=advertised_address(settings),
             port=settings.kubelet_api.port,
             boot_id=str(uuid.uuid4()),
+            declared_features=declared_features(settings, backend),
         )
         self.events = EventRecorder(kube, settings.node.name)
         self.pods = PodController(
@@ -107,6 +118,14 @@ class Agent:
             list_pods=self.pods.pods,
             logs=backend if isinstance(backend, LogReader) else None,
             ready=lambda: self.reporter.health is None or self.reporter.health.ok,
+            streaming=StreamingRoutes(
+                config=settings.kubelet_api,
+                find_pod=self.pods.find,
+                executor=backend if isinstance(backend, Executor) else None,
+                attacher=backend if isinstance(backend, Attacher) else None,
+                forwarder=backend if isinstance(backend, PortForwarder) else None,
+                backend_kind=backend.kind,
+            ),
         )
         self._capacity: tuple[float, dict[str, str]] | None = None
         self.stopping = asyncio.Event()

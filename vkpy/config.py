@@ -142,6 +142,25 @@ class KubeletApiConfig(Strict):
         description="Port of the plain-HTTP /healthz and /metrics listener, without "
         "authentication, for probes and scrapers (like the kubelet's healthz port); 0 = off.",
     )
+    streaming_idle_timeout: float = Field(
+        14400.0,
+        ge=0,
+        description="Seconds an exec, attach or port-forward session may pass with no bytes "
+        "either way before it is closed (the kubelet's streamingConnectionIdleTimeout, 4 h); "
+        "0 = never.",
+    )
+    stream_creation_timeout: float = Field(
+        30.0, gt=0, description="Seconds a client has to open a session's streams, as the kubelet."
+    )
+    max_streaming_sessions: int = Field(
+        64, ge=1, description="Exec, attach and port-forward sessions served at once; more get 429."
+    )
+    websocket_streaming: bool = Field(
+        True,
+        description="Declare ExtendWebSocketsToKubelet in the Node's status.declaredFeatures, "
+        "so apiservers from 1.36 pass kubectl's WebSockets straight through instead of "
+        "speaking SPDY to this node. Declared only when the backend can exec.",
+    )
 
     @model_validator(mode="after")
     def _files_given(self) -> KubeletApiConfig:

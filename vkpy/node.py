@@ -49,6 +49,9 @@ class NodeIdentity:
     address: str  # InternalIP: where the apiserver reaches the kubelet API
     port: int
     boot_id: str
+    # status.declaredFeatures: ExtendWebSocketsToKubelet when the kubelet API serves
+    # WebSocket exec, attach and port-forward itself.
+    declared_features: tuple[str, ...] = ()
 
 
 def labels(config: NodeConfig, backend_kind: str) -> dict[str, str]:
@@ -115,7 +118,7 @@ def node_status(
         "vkpy is posting ready status" if health.ok else f"backend unavailable: {health.message}",
     )
     allocatable = dict(resources) if health.ok else {**resources, "pods": "0"}
-    return {
+    status: JSON = {
         "capacity": resources,
         "allocatable": allocatable,
         "conditions": [ready] + [condition(k, "False", r, m) for k, r, m in _QUIET_CONDITIONS],
@@ -134,6 +137,9 @@ def node_status(
             "architecture": _ARCH.get(platform.machine(), platform.machine()),
         },
     }
+    # Always named, so a status patch also takes back what an earlier agent declared.
+    status["declaredFeatures"] = sorted(identity.declared_features) or None
+    return status
 
 
 def node_object(config: NodeConfig, identity: NodeIdentity, status: JSON) -> JSON:

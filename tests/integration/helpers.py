@@ -81,13 +81,14 @@ class AgentProcess:
         *,
         settings: dict[str, Any] | None = None,
         backend: dict[str, Any] | None = None,
+        kubelet_api: dict[str, Any] | None = None,
     ) -> None:
-        """The testbed's ``config`` for node ``name``, with top-level ``settings`` and
-        ``backend`` fields replaced."""
+        """The testbed's ``config`` for node ``name``, with top-level ``settings``,
+        ``backend`` and ``kubelet_api`` fields replaced."""
         self.name = name
         document = yaml.safe_load((testbed.state / config).read_text())
         document["state_dir"] = str(tmp_path / "agent")
-        document["kubelet_api"].update({"port": 0, "health_port": 0})
+        document["kubelet_api"].update({"port": 0, "health_port": 0, **(kubelet_api or {})})
         if document["backend"]["kind"] == "podman":
             document["backend"]["state_dir"] = str(tmp_path / "podman")
         document["status_poll_seconds"] = 1

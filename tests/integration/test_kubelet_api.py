@@ -119,10 +119,10 @@ def client(ca: Path, cert: pki.KeyPair | None = None) -> aiohttp.ClientSession:
 
 
 async def fetch(
-    session: aiohttp.ClientSession, url: str, token: str | None = None
+    session: aiohttp.ClientSession, url: str, token: str | None = None, *, method: str = "GET"
 ) -> tuple[int, str]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with session.get(url, headers=headers) as response:
+    async with session.request(method, url, headers=headers) as response:
         return response.status, await response.text()
 
 
@@ -339,6 +339,12 @@ async def test_anonymous_is_401(kubelet, ca):
     async with client(ca.cert) as session:
         assert await fetch(session, kubelet.url("/pods")) == (401, "Unauthorized")
         assert await fetch(session, kubelet.url("/healthz")) == (401, "Unauthorized")
+        exec_url = kubelet.url(f"/exec/{NS}/{kubelet.pod}/main?command=true&output=1")
+        assert await fetch(session, exec_url, method="POST") == (401, "Unauthorized")
+        assert await fetch(session, exec_url.replace("/exec/", "/portForward/")) == (
+            401,
+            "Unauthorized",
+        )
         assert await fetch(session, kubelet.url("/pods"), token="not-a-token") == (
             401,
             "Unauthorized",
@@ -406,6 +412,14 @@ async def test_service_account_needs_nodes_proxy(kubelet, kube, ca):
             # nodes/proxy does not grant nodes/metrics: the kubelet's mapping, checked by RBAC.
             status, text = await fetch(session, kubelet.url("/metrics"), token)
             assert (status, "subresource(s)=[metrics]" in text) == (403, True)
+            # exec, attach and port-forward by POST need nodes/proxy create, not get.
+            for path in (
+                f"/exec/{NS}/{kubelet.pod}/main?command=true&output=1",
+                f"/attach/{NS}/{kubelet.pod}/main?output=1",
+                f"/portForward/{NS}/{kubelet.pod}",
+            ):
+                status, text = await fetch(session, kubelet.url(path), token, method="POST")
+                assert (status, "verb=create" in text and "[proxy]" in text) == (403, True), text
     finally:
         for path in (
             f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{role}",

@@ -7,8 +7,10 @@ the kubelet does, /healthz included):
     GET  /pods                                          this node's pods, a v1 PodList
     GET  /healthz                                       "ok"
     GET  /metrics                                       the agent's Prometheus metrics
-    /exec, /attach, /portForward, /run,                 501 Not Implemented: vkpy does
-    /stats/summary, /metrics/resource                   not serve them yet, and says so
+    GET|POST /exec, /attach, /portForward              SPDY/3.1 or WebSocket sessions
+                                                        (see `vkpy.kubeletapi.streaming`)
+    /run, /stats/summary, /metrics/resource             501 Not Implemented: vkpy does
+                                                        not serve them yet, and says so
 
 The plain-HTTP listener (``health_port``, 127.0.0.1:10248 by default like the
 kubelet's healthz port, 0 = off) serves /healthz, /readyz and /metrics without
@@ -41,6 +43,7 @@ from vkpy.errors import BackendError, BackendUnavailable, PodNotFound, Unsupport
 from vkpy.kubeletapi.auth import User
 from vkpy.kubeletapi.logquery import parse_log_query
 from vkpy.kubeletapi.protocols import PodLister, PodLookup, TlsProvider
+from vkpy.kubeletapi.streaming.handlers import StreamingRoutes
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +136,7 @@ class KubeletApiServer:
         list_pods: PodLister,
         logs: LogReader | None,
         ready: Callable[[], bool] | None = None,
+        streaming: StreamingRoutes | None = None,
     ) -> None:
         self.node_name = node_name
         self.config = config
@@ -142,6 +146,7 @@ class KubeletApiServer:
         self._list_pods = list_pods
         self._logs = logs
         self._ready = ready
+        self._streaming = streaming
         self._runners: list[web.AppRunner] = []
         self._api_runner: web.AppRunner | None = None
         self._health_runner: web.AppRunner | None = None
@@ -159,14 +164,17 @@ class KubeletApiServer:
         app.router.add_get("/pods", self._pods, allow_head=False)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
-        for what, paths in (
-            ("exec", ("/exec/{ns}/{pod}/{container}", "/exec/{ns}/{pod}/{uid}/{container}")),
-            ("attach", ("/attach/{ns}/{pod}/{container}", "/attach/{ns}/{pod}/{uid}/{container}")),
-            ("portForward", ("/portForward/{ns}/{pod}", "/portForward/{ns}/{pod}/{uid}")),
-        ):
-            for path in paths:
-                add("GET", path, _not_supported(what))
-                add("POST", path, _not_supported(what))
+        if self._streaming is not None:
+            self._streaming.add_to(app)
+        else:
+            for what, paths in (
+                ("exec", ("/exec/{ns}/{pod}/{container}", "/exec/{ns}/{pod}/{uid}/{container}")),
+                ("attach", ("/attach/{ns}/{pod}/{c}", "/attach/{ns}/{pod}/{uid}/{c}")),
+                ("portForward", ("/portForward/{ns}/{pod}", "/portForward/{ns}/{pod}/{uid}")),
+            ):
+                for path in paths:
+                    add("GET", path, _not_supported(what))
+                    add("POST", path, _not_supported(what))
         for path in ("/run/{ns}/{pod}/{container}", "/run/{ns}/{pod}/{uid}/{container}"):
             add("POST", path, _not_supported("run"))
         app.router.add_get("/stats/summary", _not_supported("stats/summary"), allow_head=False)

@@ -1,0 +1,214 @@
+"""kubectl exec, cp, attach and port-forward into pods on every backend, through the
+real apiserver (v1.36), both ways it reaches a kubelet: WebSockets passed straight
+through (the node declares ExtendWebSocketsToKubelet) and SPDY (it does not)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient
+
+from vkpy.kube.client import Kube
+from vkpy.testing.waiting import eventually, eventually_sync
+
+from .helpers import AgentProcess, node_ready, pod_for, pod_phase
+from .streaming import PortForward, Terminal, kubectl_env, run_kubectl
+
+NS = "default"
+IMAGE = "localhost/busybox:latest"
+BACKENDS = {"podman": "podman.yaml", "slurm": "slurm.yaml", "htcondor": "htcondor.yaml"}
+
+
+@dataclass
+class StreamNode:
+    """A running agent, one pod on it serving HTTP and ticking, and how to reach it."""
+
+    name: str
+    kind: str
+    websockets: bool
+    pod: str
+    http_port: int
+    kubeconfig: Path
+    agent: AgentProcess
+
+    def kubectl(self, *args: str, stdin: bytes | None = None, timeout: float = 60):
+        return run_kubectl(self.kubeconfig, *args, stdin=stdin, timeout=timeout)
+
+
+def server_container(port: int) -> dict[str, object]:
+    script = (
+        "mkdir -p /tmp/www && echo hello-from-the-pod > /tmp/www/index.html && "
+        f"httpd -p {port} -h /tmp/www && i=0; "
+        "while true; do i=$((i+1)); echo tick $i; sleep 1; done"
+    )
+    return {"name": "main", "image": IMAGE, "command": ["sh", "-c", script]}
+
+
+@pytest.fixture(scope="module")
+async def kube(testbed) -> AsyncIterator[Kube]:
+    api: ApiClient = await config.new_client_from_config(
+        config_file=str(testbed.cluster.admin_kubeconfig)
+    )
+    try:
+        yield Kube(api)
+    finally:
+        await api.close()
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param((kind, ws), id=f"{kind}-{'websocket' if ws else 'spdy'}")
+        for kind in BACKENDS
+        for ws in (True, False)
+    ],
+)
+async def node(request, testbed, kube, tmp_path_factory) -> AsyncIterator[StreamNode]:
+    kind, websockets = request.param
+    name = f"st-{kind[:3]}-{uuid.uuid4().hex[:5]}"
+    agent = AgentProcess(
+        testbed,
+        tmp_path_factory.mktemp(name),
+        name,
+        BACKENDS[kind],
+        kubelet_api={"websocket_streaming": websockets},
+    )
+    agent.start()
+    try:
+        await eventually(lambda: node_ready(kube, name), timeout=40, what="node Ready")
+        node_object = await kube.get(f"/api/v1/nodes/{name}")
+        declared = node_object["status"].get("declaredFeatures") or []
+        assert ("ExtendWebSocketsToKubelet" in declared) == websockets, declared
+        port = 20000 + secrets.randbelow(10000)
+        pod = f"{name}-pod"
+        await kube.create(
+            f"/api/v1/namespaces/{NS}/pods",
+            pod_for(
+                name, pod, [server_container(port)], kind=kind, terminationGracePeriodSeconds=2
+            ),
+        )
+
+        async def running() -> bool:
+            return await pod_phase(kube, NS, pod) == "Running"
+
+        await eventually(running, timeout=90, what="the pod to run")
+        node = StreamNode(
+            name, kind, websockets, pod, port, testbed.cluster.admin_kubeconfig, agent
+        )
+
+        def serving() -> bool:
+            done = node.kubectl(
+                "exec", pod, "--", "wget", "-q", "-O", "-", f"http://127.0.0.1:{port}/"
+            )
+            return b"hello-from-the-pod" in done.stdout
+
+        await eventually(lambda: asyncio.to_thread(serving), timeout=30, what="httpd in the pod")
+        yield node
+    except BaseException:
+        print(agent.tail())
+        raise
+    finally:
+        agent.stop()
+        for what in (f"namespaces/{NS}/pods/{name}-pod", f"nodes/{name}"):
+            with contextlib.suppress(Exception):  # gone already
+                await kube.delete(f"/api/v1/{what}", {"gracePeriodSeconds": 0})
+
+
+async def test_exec_keeps_stdout_and_stderr_apart_and_gives_the_exit_code(node):
+    done = node.kubectl("exec", node.pod, "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert done.stdout == b"out\n"
+    assert done.stderr.startswith(b"err\n"), done.stderr
+    assert done.returncode == 3, done.stderr
+
+
+async def test_exec_stdin_carries_5_mib_of_binary_whole(node):
+    payload = os.urandom(5 * 1024 * 1024)
+    done = node.kubectl("exec", "-i", node.pod, "--", "sha256sum", stdin=payload, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0].decode() == hashlib.sha256(payload).hexdigest()
+
+
+def test_exec_it_gives_a_terminal_that_follows_resizes(node):
+    argv = ["kubectl", "exec", "-it", node.pod, "--", "sh"]
+    terminal = Terminal(argv, kubectl_env(node.kubeconfig), rows=30, columns=90)
+    terminal.expect(r"[#$] ")
+    terminal.send("stty size\r")
+    terminal.expect(r"30 90")
+    terminal.resize(41, 101)
+    time.sleep(0.5)
+    terminal.send("stty size\r")
+    terminal.expect(r"41 101")
+    terminal.send("exit 5\r")
+    assert terminal.wait() == 5
+
+
+async def test_cp_both_ways(node, tmp_path):
+    source = tmp_path / "in.bin"
+    source.write_bytes(os.urandom(300_000))
+    up = node.kubectl("cp", str(source), f"{NS}/{node.pod}:/tmp/copied.bin")
+    assert up.returncode == 0, up.stderr
+    back = tmp_path / "out.bin"
+    down = node.kubectl("cp", f"{NS}/{node.pod}:/tmp/copied.bin", str(back))
+    assert down.returncode == 0, down.stderr
+    assert back.read_bytes() == source.read_bytes()
+
+
+async def test_port_forward_carries_a_real_http_request(node):
+    with PortForward(node.kubeconfig, f"pod/{node.pod}", node.http_port) as forward:
+        url = f"http://127.0.0.1:{forward.local_port}/"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=20).read())
+        assert body == b"hello-from-the-pod\n"
+        second = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=20).read())
+        assert second == body  # a second connection on the same forward
+
+
+def test_attach_streams_the_running_containers_output(node):
+    process = subprocess.Popen(
+        ["kubectl", "attach", node.pod, "-c", "main"],
+        env=kubectl_env(node.kubeconfig),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith(b"tick "), line
+    finally:
+        process.kill()
+        process.wait()
+
+
+def processes_matching(pattern: str) -> list[str]:
+    done = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return done.stdout.split()
+
+
+def test_a_session_dropped_midway_kills_its_process(node):
+    marker = f"sleep {100000 + secrets.randbelow(900000)}"
+    process = subprocess.Popen(
+        ["kubectl", "exec", node.pod, "--", *marker.split()],
+        env=kubectl_env(node.kubeconfig),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        eventually_sync(lambda: processes_matching(f"^{marker}$"), timeout=30, what="started")
+    finally:
+        process.kill()
+        process.wait()
+    eventually_sync(
+        lambda: not processes_matching(f"^{marker}$"), timeout=30, what="the process to be killed"
+    )
