@@ -44,3 +44,19 @@ def test_missing_go_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TestbedError, match="Go is missing"):
         kubebinaries.ensure_binaries()
+
+
+def test_kubebuilder_assets_stand_for_the_control_planes_version_only(tmp_path, monkeypatch):
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "kube-apiserver").write_text("")
+    (assets / "kube-apiserver").chmod(0o755)
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(assets))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    old = kubebinaries.SPDY_APISERVER_VERSION
+    assert kubebinaries.find_binaries(old, kubebinaries.APISERVER_ONLY) is None
+    cached = kubebinaries.cache_dir(old)
+    cached.mkdir(parents=True)
+    (cached / "kube-apiserver").write_text("")
+    (cached / "kube-apiserver").chmod(0o755)
+    assert kubebinaries.find_binaries(old, kubebinaries.APISERVER_ONLY) == cached

@@ -7,19 +7,29 @@ import sys
 import time
 
 from vkpy.testing.errors import TestbedError
-from vkpy.testing.kubebinaries import KUBERNETES_VERSION, ensure_binaries, find_binaries
+from vkpy.testing.kubebinaries import (
+    APISERVER_ONLY,
+    BINARIES,
+    KUBERNETES_VERSION,
+    SPDY_APISERVER_VERSION,
+    ensure_binaries,
+    find_binaries,
+)
 from vkpy.testing.testbed import Testbed
 
+# The control plane's binaries, and the older apiserver that speaks only SPDY to kubelets.
+WANTED = ((KUBERNETES_VERSION, BINARIES), (SPDY_APISERVER_VERSION, APISERVER_ONLY))
 
-def _binaries() -> str:
-    found = find_binaries()
+
+def _binaries(version: str, binaries: tuple[str, ...]) -> str:
+    found = find_binaries(version, binaries)
     if found is None:
         print(
-            f"building Kubernetes {KUBERNETES_VERSION} from the Go module proxy "
-            "(once; about 4 minutes on 2 cores)...",
+            f"building {', '.join(binaries)} {version} from the Go module proxy "
+            "(once; about 4 to 5 minutes on 2 cores)...",
             flush=True,
         )
-        found = ensure_binaries()
+        found = ensure_binaries(version, binaries)
     return str(found)
 
 
@@ -30,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     testbed = Testbed()
     try:
         if args.command == "binaries":
-            print(f"Kubernetes {KUBERNETES_VERSION} binaries: {_binaries()}")
+            for version, binaries in WANTED:
+                print(f"Kubernetes {version} binaries: {_binaries(version, binaries)}")
         elif args.command == "up":
             start = time.monotonic()
             endpoints = testbed.up()

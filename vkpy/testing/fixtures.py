@@ -16,7 +16,11 @@ import pytest
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient
 
+from vkpy.testing import oldapiserver
 from vkpy.testing.errors import TestbedError
+from vkpy.testing.kubebinaries import SPDY_APISERVER_VERSION
+from vkpy.testing.oldapiserver import OldApiserver
+from vkpy.testing.processes import Supervisor
 from vkpy.testing.testbed import Endpoints, Testbed
 
 
@@ -36,6 +40,24 @@ def testbed() -> Iterator[Endpoints]:
     os.environ.update(saved)
     if not was_running and not os.environ.get("VKPY_KEEP_TESTBED"):
         bed.down()
+
+
+@pytest.fixture(scope="session")
+def old_apiserver(testbed: Endpoints) -> Iterator[OldApiserver]:
+    """An older kube-apiserver (``SPDY_APISERVER_VERSION``) beside the testbed's, on
+    the same etcd, CA and kubelet-client certificate; started on first use and
+    stopped at the end unless it ran before. Namespace ``default`` is prepared
+    (``oldapiserver.prepare_namespace``); pods need ``spec.nodeName``."""
+    name = oldapiserver.process_name(SPDY_APISERVER_VERSION)
+    was_running = Supervisor(testbed.state).pid(name) is not None
+    try:
+        old = oldapiserver.start(testbed)
+        oldapiserver.prepare_namespace(old, "default")
+    except TestbedError as exc:
+        pytest.fail(f"old apiserver: {exc}", pytrace=False)
+    yield old
+    if not was_running:
+        oldapiserver.stop(testbed)
 
 
 @pytest.fixture

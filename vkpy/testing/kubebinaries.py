@@ -8,6 +8,11 @@ convention) points at binaries a user already has and skips the build.
 ``k8s.io/kubernetes`` cannot be ``go install``-ed directly: its go.mod replaces the
 ``k8s.io/*`` staging modules with local paths. A throw-away module requires it and
 replaces each staging module with its published ``v0.Y.Z`` instead.
+
+Two versions are built: the control plane's, and an older apiserver alone
+(``SPDY_APISERVER_VERSION``): before 1.36 an apiserver never passes a WebSocket
+on to a kubelet, so the kubelet API's SPDY path is proven against one.
+``KUBEBUILDER_ASSETS`` stands for the control plane's version only.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from vkpy.testing.errors import TestbedError
 
 KUBERNETES_VERSION = "v1.36.3"
 BINARIES = ("kube-apiserver", "kube-scheduler", "kube-controller-manager")
+# The last 1.33 patch release the Go module proxy serves; needs Go >= 1.24.
+SPDY_APISERVER_VERSION = "v1.33.13"
+APISERVER_ONLY = ("kube-apiserver",)
 _REPLACE_LINE = re.compile(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", re.MULTILINE)
 
 
@@ -32,15 +40,17 @@ def cache_dir(version: str = KUBERNETES_VERSION) -> Path:
     return Path(base) / "vkpy" / "kubernetes" / version
 
 
-def find_binaries(version: str = KUBERNETES_VERSION) -> Path | None:
-    """The directory holding all control-plane binaries, if they exist already."""
-    assets = os.environ.get("KUBEBUILDER_ASSETS")
+def find_binaries(
+    version: str = KUBERNETES_VERSION, binaries: tuple[str, ...] = BINARIES
+) -> Path | None:
+    """The directory holding ``binaries`` of ``version``, if they exist already."""
+    assets = os.environ.get("KUBEBUILDER_ASSETS") if version == KUBERNETES_VERSION else None
     candidates = [Path(assets)] if assets else [cache_dir(version)]
     for directory in candidates:
-        if all(os.access(directory / name, os.X_OK) for name in BINARIES):
+        if all(os.access(directory / name, os.X_OK) for name in binaries):
             return directory
     if assets:
-        missing = [n for n in BINARIES if not (Path(assets) / n).exists()]
+        missing = [n for n in binaries if not (Path(assets) / n).exists()]
         raise TestbedError(
             f"KUBEBUILDER_ASSETS={assets} lacks {', '.join(missing)}; "
             "unset it to build the binaries from the Go module proxy"
@@ -48,12 +58,14 @@ def find_binaries(version: str = KUBERNETES_VERSION) -> Path | None:
     return None
 
 
-def ensure_binaries(version: str = KUBERNETES_VERSION) -> Path:
+def ensure_binaries(
+    version: str = KUBERNETES_VERSION, binaries: tuple[str, ...] = BINARIES
+) -> Path:
     """Return the binaries' directory, building them first when needed."""
-    found = find_binaries(version)
+    found = find_binaries(version, binaries)
     if found is not None:
         return found
-    return build_binaries(version)
+    return build_binaries(version, binaries)
 
 
 def _staging_modules(version: str, env: dict[str, str], workdir: Path) -> list[str]:
@@ -86,7 +98,7 @@ def go_environment() -> dict[str, str]:
     return env
 
 
-def build_binaries(version: str = KUBERNETES_VERSION) -> Path:
+def build_binaries(version: str = KUBERNETES_VERSION, binaries: tuple[str, ...] = BINARIES) -> Path:
     if shutil.which("go") is None:
         raise TestbedError(
             "Go is missing: install a Go toolchain (>= 1.24) to build the Kubernetes "
@@ -107,7 +119,7 @@ def build_binaries(version: str = KUBERNETES_VERSION) -> Path:
         )
         (work / "tools.go").write_text(
             "//go:build tools\n\npackage tools\n\n"
-            + "".join(f'import _ "k8s.io/kubernetes/cmd/{b}"\n' for b in BINARIES)
+            + "".join(f'import _ "k8s.io/kubernetes/cmd/{b}"\n' for b in binaries)
         )
         _go(["go", "mod", "tidy"], env, work)
         staged = target.with_name(target.name + ".partial")
@@ -121,7 +133,7 @@ def build_binaries(version: str = KUBERNETES_VERSION) -> Path:
         )
         _go(
             ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(staged)]
-            + [f"k8s.io/kubernetes/cmd/{b}" for b in BINARIES],
+            + [f"k8s.io/kubernetes/cmd/{b}" for b in binaries],
             env,
             work,
         )
