@@ -14,6 +14,7 @@ from vkpy.kubeletapi.spdy.frames import (
     Data,
     GoAway,
     GoAwayStatus,
+    HeadersFrame,
     Ping,
     RstStatus,
     RstStream,
@@ -385,3 +386,23 @@ async def test_a_lost_transport_fails_writes():
         with pytest.raises(StreamProtocolError, match="lost while writing"):
             await stream.write(b"x" * 100_000)
         assert server.closed
+
+
+async def test_a_stream_opened_with_fin_reads_its_end_and_can_still_answer():
+    async with raw() as (server, peer):
+        await peer.send(SynStream(1, peer.block({"x": "1"}), fin=True))
+        stream = await server.accept()
+        assert stream is not None
+        assert await stream.read() == b""
+        await stream.write(b"answer")
+        await stream.close()
+        assert await peer.next_of(Data) == Data(1, b"answer")
+        assert await peer.next_of(Data) == Data(1, b"", fin=True)
+
+
+async def test_headers_frames_add_to_the_streams_headers():
+    async with raw() as (server, peer):
+        stream = await peer.open(server)
+        await peer.send(HeadersFrame(1, peer.block({"later": "yes"}), fin=True))
+        assert await stream.read() == b""
+        assert stream.headers == {"later": "yes"}

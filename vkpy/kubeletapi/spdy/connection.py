@@ -20,8 +20,7 @@ from types import TracebackType
 from vkpy.errors import StreamProtocolError
 from vkpy.kubeletapi.spdy import frames
 from vkpy.kubeletapi.spdy.flow import Credit, SendWindows
-from vkpy.kubeletapi.spdy.headers import HeaderCompressor, HeaderDecompressor, decode_block
-from vkpy.kubeletapi.spdy.headers import encode_block as _encode_block
+from vkpy.kubeletapi.spdy.headers import HeaderCompressor, HeaderDecompressor, normal
 from vkpy.kubeletapi.spdy.outbox import Outbox
 from vkpy.kubeletapi.spdy.stream import Link, SpdyStream
 from vkpy.kubeletapi.spdy.transport import ByteReader, ByteWriter
@@ -89,7 +88,8 @@ class SpdyConnection:
         await self.close()
 
     def start(self) -> None:
-        """Start reading and writing (`__aenter__` does it)."""
+        """Start reading and writing: `__aenter__` does it, and the first `accept`,
+        `open_stream` or `ping`."""
         if self._tasks or self._ended:
             return
         self._tasks.append(asyncio.create_task(self._read(), name="spdy-read"))
@@ -110,6 +110,7 @@ class SpdyConnection:
     async def accept(self) -> SpdyStream | None:
         """The next stream the peer opened (already replied to); None once the
         connection ended or the peer went away."""
+        self.start()
         stream = await self._incoming.get()
         if stream is None:
             self._incoming.put_nowait(None)  # for the next caller too
@@ -121,13 +122,13 @@ class SpdyConnection:
         """Open a stream and wait for the peer's SYN_REPLY; raises StreamProtocolError
         if the peer resets it or the connection ends first."""
         self._check_open()
+        self.start()
         stream_id = self._next_id
         if stream_id > frames.MAX_ID:
             raise StreamProtocolError("SPDY connection ran out of stream ids")
         self._next_id += 2
         block = self._deflate.compress(headers)
-        normal = decode_block(_encode_block(headers))
-        stream = SpdyStream(self._link, stream_id, normal, local_closed=fin)
+        stream = SpdyStream(self._link, stream_id, normal(headers), local_closed=fin)
         self._streams[stream_id] = stream
         self._outbox.send(frames.encode(frames.SynStream(stream_id, block, fin=fin)))
         try:
@@ -139,7 +140,9 @@ class SpdyConnection:
 
     async def ping(self) -> float:
         """Round-trip time of one PING, in seconds."""
-        self._check_open()
+        if self._ended:
+            raise StreamProtocolError("SPDY connection is closed")
+        self.start()
         ping_id = self._next_ping
         self._next_ping = ping_id + 2 if ping_id + 2 <= frames.MAX_ID else 2 - self._own_parity
         answered = self._loop.create_future()

@@ -73,17 +73,24 @@ def _raw(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def encode_block(headers: Mapping[str, str | Sequence[str]]) -> bytes:
-    """The uncompressed block: names lowercased, a list of values joined by NUL."""
-    parts = [struct.pack(">I", len(headers))]
-    names: set[str] = set()
+def normal(headers: Mapping[str, str | Sequence[str]]) -> Headers:
+    """``headers`` as they go on the wire: names lowercased, a list of values joined by
+    NUL. Raises ValueError for an empty name or one given twice."""
+    result: Headers = {}
     for name, value in headers.items():
         lower = name.lower()
-        if not lower or lower in names:
+        if not lower or lower in result:
             raise ValueError(f"header name {name!r} is empty or given twice")
-        names.add(lower)
-        joined = value if isinstance(value, str) else "\x00".join(value)
-        for field in (_raw(lower), _raw(joined)):
+        result[lower] = value if isinstance(value, str) else "\x00".join(value)
+    return result
+
+
+def encode_block(headers: Mapping[str, str | Sequence[str]]) -> bytes:
+    """The uncompressed block of `normal` ``headers``."""
+    pairs = normal(headers)
+    parts = [struct.pack(">I", len(pairs))]
+    for name, value in pairs.items():
+        for field in (_raw(name), _raw(value)):
             parts.append(struct.pack(">I", len(field)))
             parts.append(field)
     return b"".join(parts)
