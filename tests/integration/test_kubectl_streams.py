@@ -1,6 +1,7 @@
 """kubectl exec, cp, attach and port-forward into pods on every backend, through the
 real apiserver (v1.36), both ways it reaches a kubelet: WebSockets passed straight
-through (the node declares ExtendWebSocketsToKubelet) and SPDY (it does not)."""
+through (the node declares ExtendWebSocketsToKubelet) and SPDY (it does not); and
+through an apiserver that only speaks SPDY to kubelets (v1.33, `old_apiserver`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ import pytest
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient
 
+from vkpy.errors import KubeApiError
 from vkpy.kube.client import Kube
+from vkpy.testing import pki
 from vkpy.testing.waiting import eventually, eventually_sync
 
 from .helpers import AgentProcess, node_ready, pod_for, pod_phase
@@ -38,7 +41,7 @@ class StreamNode:
 
     name: str
     kind: str
-    websockets: bool
+    mode: str  # websocket, spdy (v1.36 without the declared feature), old (v1.33)
     pod: str
     http_port: int
     kubeconfig: Path
@@ -57,57 +60,79 @@ def server_container(port: int) -> dict[str, object]:
     return {"name": "main", "image": IMAGE, "command": ["sh", "-c", script]}
 
 
-@pytest.fixture(scope="module")
-async def kube(testbed) -> AsyncIterator[Kube]:
-    api: ApiClient = await config.new_client_from_config(
-        config_file=str(testbed.cluster.admin_kubeconfig)
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param((kind, mode), id=f"{kind}-{mode}")
+        for kind in BACKENDS
+        for mode in ("websocket", "spdy", "old")
+        if mode != "old" or kind != "htcondor"
+    ],
+)
+async def node(request, testbed, tmp_path_factory) -> AsyncIterator[StreamNode]:
+    kind, mode = request.param
+    name = f"st-{kind[:3]}-{mode[:3]}-{uuid.uuid4().hex[:5]}"
+    workdir = tmp_path_factory.mktemp(name)
+    kubelet_api: dict[str, object] = {"websocket_streaming": mode == "websocket"}
+    target = testbed
+    if mode == "old":
+        old = request.getfixturevalue("old_apiserver")
+        target = old.endpoints(testbed)
+        kubelet_api.update(serving_files(testbed, workdir, name))
+    async with kube_client(target.cluster.admin_kubeconfig) as kube:
+        async for node in running_node(
+            target, kube, workdir, name, kind=kind, mode=mode, kubelet_api=kubelet_api
+        ):
+            yield node
+
+
+def serving_files(testbed, workdir: Path, name: str) -> dict[str, object]:
+    """A serving certificate from the testbed's CA: no one signs CSRs for the old apiserver."""
+    serving = pki.issue(
+        testbed.cluster.ca,
+        workdir / "serving",
+        common_name=f"system:node:{name}",
+        organizations=("system:nodes",),
+        server=True,
+        ip_addresses=("127.0.0.1",),
     )
+    return {
+        "serving_certificate": "files",
+        "cert_file": str(serving.cert),
+        "key_file": str(serving.key),
+    }
+
+
+@contextlib.asynccontextmanager
+async def kube_client(kubeconfig: Path) -> AsyncIterator[Kube]:
+    api: ApiClient = await config.new_client_from_config(config_file=str(kubeconfig))
     try:
         yield Kube(api)
     finally:
         await api.close()
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param((kind, ws), id=f"{kind}-{'websocket' if ws else 'spdy'}")
-        for kind in BACKENDS
-        for ws in (True, False)
-    ],
-)
-async def node(request, testbed, kube, tmp_path_factory) -> AsyncIterator[StreamNode]:
-    kind, websockets = request.param
-    name = f"st-{kind[:3]}-{uuid.uuid4().hex[:5]}"
-    agent = AgentProcess(
-        testbed,
-        tmp_path_factory.mktemp(name),
-        name,
-        BACKENDS[kind],
-        kubelet_api={"websocket_streaming": websockets},
-    )
+async def running_node(target, kube, workdir, name, *, kind, mode, kubelet_api):
+    agent = AgentProcess(target, workdir, name, BACKENDS[kind], kubelet_api=kubelet_api)
     agent.start()
     try:
         await eventually(lambda: node_ready(kube, name), timeout=40, what="node Ready")
         node_object = await kube.get(f"/api/v1/nodes/{name}")
         declared = node_object["status"].get("declaredFeatures") or []
-        assert ("ExtendWebSocketsToKubelet" in declared) == websockets, declared
+        assert ("ExtendWebSocketsToKubelet" in declared) == (mode == "websocket"), declared
         port = 20000 + secrets.randbelow(10000)
         pod = f"{name}-pod"
-        await kube.create(
-            f"/api/v1/namespaces/{NS}/pods",
-            pod_for(
-                name, pod, [server_container(port)], kind=kind, terminationGracePeriodSeconds=2
-            ),
+        bound = {"nodeName": name} if mode == "old" else {}  # the old one has no scheduler
+        manifest = pod_for(
+            name, pod, [server_container(port)], kind=kind, terminationGracePeriodSeconds=2, **bound
         )
+        await kube.create(f"/api/v1/namespaces/{NS}/pods", manifest)
 
         async def running() -> bool:
             return await pod_phase(kube, NS, pod) == "Running"
 
         await eventually(running, timeout=90, what="the pod to run")
-        node = StreamNode(
-            name, kind, websockets, pod, port, testbed.cluster.admin_kubeconfig, agent
-        )
+        node = StreamNode(name, kind, mode, pod, port, target.cluster.admin_kubeconfig, agent)
 
         def serving() -> bool:
             done = node.kubectl(
@@ -121,10 +146,20 @@ async def node(request, testbed, kube, tmp_path_factory) -> AsyncIterator[Stream
         print(agent.tail())
         raise
     finally:
+        with contextlib.suppress(Exception):  # the agent confirms the deletion
+            await kube.delete(f"/api/v1/namespaces/{NS}/pods/{name}-pod")
+            await eventually(lambda: pod_gone(kube, f"{name}-pod"), timeout=30, what="pod gone")
         agent.stop()
-        for what in (f"namespaces/{NS}/pods/{name}-pod", f"nodes/{name}"):
-            with contextlib.suppress(Exception):  # gone already
-                await kube.delete(f"/api/v1/{what}", {"gracePeriodSeconds": 0})
+        with contextlib.suppress(Exception):
+            await kube.delete(f"/api/v1/nodes/{name}")
+
+
+async def pod_gone(kube: Kube, pod: str) -> bool:
+    try:
+        await kube.get(f"/api/v1/namespaces/{NS}/pods/{pod}")
+    except KubeApiError as exc:
+        return exc.status == 404
+    return False
 
 
 async def test_exec_keeps_stdout_and_stderr_apart_and_gives_the_exit_code(node):
