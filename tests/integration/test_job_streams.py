@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from vkpy.backend import PodSpec
+from vkpy.backends.batch import reach
 from vkpy.backends.batch.jobbackend import JobBackend
 from vkpy.backends.htcondor.backend import HTCondorBackend
 from vkpy.backends.slurm.backend import SlurmBackend
@@ -283,9 +284,11 @@ async def test_a_pod_asking_for_a_terminal_is_refused_at_create(slurm_node: Slur
 
 
 async def test_exec_round_trip_against_a_bare_srun(slurm_node: SlurmBackend) -> None:
-    """Measured: one exec (probe, srun, podman exec) against `srun --overlap true`."""
+    """Measured: one exec (probe, srun, podman exec) against `srun --overlap true`, once
+    the container no longer counts as just started (`reach.FRESH_SECONDS`)."""
     spec = await started(slurm_node, "sleep 3200")
     job = (await slurm_node.list())[spec.uid].job_id
+    await asyncio.sleep(reach.FRESH_SECONDS + 1)
     bare, execs = [], []
     for _ in range(20):
         began = time.monotonic()

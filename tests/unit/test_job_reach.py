@@ -49,6 +49,10 @@ def test_exec_argv_passes_the_command_as_argv_with_the_session_mark() -> None:
         name,
         *HOSTILE,
     ]
+    later = reach.exec_argv(
+        PODMAN, UID, "main", ("ls",), stdin=False, tty=False, tag="t", fresh=False
+    )
+    assert later == ["env", "VKPY_SESSION=t", "podman", "exec", "--env=VKPY_SESSION=t", name, "ls"]
     with_tty = reach.exec_argv(PODMAN, UID, "main", ("sh",), stdin=False, tty=True, tag="t")
     assert "--tty" in with_tty and "--interactive" not in with_tty
 
@@ -114,7 +118,7 @@ def test_a_running_container_is_a_target() -> None:
     assert parsed.queue == "RUNNING|node-1|None"
     place = srun.placement(parsed.queue, parsed.job_id)
     found = reach.target(parsed, place, uid=UID, container="main", system="Slurm")
-    assert found == Target(UID, "main", "42", "node-1", 2, True)
+    assert found == Target(UID, "main", "42", "node-1", 2, True, 1700000000)
 
 
 @pytest.mark.parametrize(

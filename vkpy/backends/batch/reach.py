@@ -43,8 +43,10 @@ KILL = (
 )
 
 
-# The job script records a run's start just before `podman run`: a session opened right
-# after waits (up to 10 s) until Podman says the container runs, then becomes the client.
+# The job script records a run's start just before `podman run`: a session opened soon
+# after (`FRESH_SECONDS`) waits (up to 10 s) until Podman says the container runs, then
+# becomes the client. Later ones go straight to the client, saving a Podman call.
+FRESH_SECONDS = 15
 RUNNING_FIRST = (
     'runtime=$1; name=$2; shift 2; i=0; while [ "$i" -lt 50 ] && [ "$("$runtime" container '
     'inspect --format \'{{.State.Status}}\' "$name" 2> /dev/null)" != running ]; do '
@@ -81,6 +83,7 @@ class Target:
     host: str
     run: int  # the container's current run
     shares_network: bool  # the containers use the node's network
+    started: int = 0  # epoch second its run started (the node's clock)
 
 
 def probe_argv(pod_dir: str, container: str, where: str) -> tuple[str, ...]:
@@ -123,13 +126,14 @@ def target(probe: Probe, place: Placement, *, uid: str, container: str, system: 
         )
     if not place.running:
         raise ContainerNotRunning(place.why or f"the pod's {system} job does not run")
-    run = 0
+    run = started = 0
     if container:
         words = probe.run_line.split()
         if not words or words[0] != "start":
             raise ContainerNotRunning(f"container {container} is not running: {_state(words)}")
+        started = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
         run = int(words[2]) if len(words) > 2 and words[2].isdigit() else 0
-    return Target(uid, container, probe.job_id, place.host, run, probe.meta.reports_ip)
+    return Target(uid, container, probe.job_id, place.host, run, probe.meta.reports_ip, started)
 
 
 def _state(words: list[str]) -> str:
@@ -151,6 +155,7 @@ def exec_argv(
     stdin: bool,
     tty: bool,
     tag: str,
+    fresh: bool = True,
 ) -> list[str]:
     """``command`` run in the container by its runtime; the client and the process both
     carry the session's mark."""
@@ -165,24 +170,22 @@ def exec_argv(
     flags = [*(["--interactive"] if stdin else []), *(["--tty"] if tty else [])]
     name = podman_container_name(uid, container)
     client = [options.executable, "exec", *flags, f"--env={MARK}={tag}", name, *command]
-    return _when_running(options, name, tag, client)
+    return _marked(options, name, tag, client, fresh=fresh)
 
 
-def _when_running(options: RuntimeOptions, name: str, tag: str, client: list[str]) -> list[str]:
-    return [
-        "env",
-        f"{MARK}={tag}",
-        "sh",
-        "-c",
-        RUNNING_FIRST,
-        "sh",
-        options.executable,
-        name,
-        *client,
-    ]
+def _marked(
+    options: RuntimeOptions, name: str, tag: str, client: list[str], *, fresh: bool
+) -> list[str]:
+    """``client`` with the session's mark, after the container runs if it just started."""
+    if not fresh:
+        return ["env", f"{MARK}={tag}", *client]
+    wait = ["sh", "-c", RUNNING_FIRST, "sh", options.executable, name]
+    return ["env", f"{MARK}={tag}", *wait, *client]
 
 
-def attach_argv(options: RuntimeOptions, uid: str, container: str, *, tag: str) -> list[str]:
+def attach_argv(
+    options: RuntimeOptions, uid: str, container: str, *, tag: str, fresh: bool = True
+) -> list[str]:
     """The container's output as it comes; signals to the client stay with the client."""
     if options.kind != "podman":
         raise StreamingUnsupported(
@@ -190,15 +193,8 @@ def attach_argv(options: RuntimeOptions, uid: str, container: str, *, tag: str) 
             "output goes only to its log file (kubectl logs -f follows it)"
         )
     name = podman_container_name(uid, container)
-    return [
-        "env",
-        f"{MARK}={tag}",
-        options.executable,
-        "attach",
-        "--no-stdin",
-        "--sig-proxy=false",
-        name,
-    ]
+    client = [options.executable, "attach", "--no-stdin", "--sig-proxy=false", name]
+    return _marked(options, name, tag, client, fresh=fresh)
 
 
 def kill_argv(tag: str) -> list[str]:

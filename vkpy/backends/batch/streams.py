@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import ClassVar, Protocol
 
@@ -116,6 +117,11 @@ async def locate(node: Node, uid: str, container: str) -> Target:
     return reach.target(probe, place, uid=uid, container=container, system=node.system)
 
 
+def fresh(target: Target) -> bool:
+    """Whether the container's run started so lately that it may not run yet."""
+    return time.time() - target.started < reach.FRESH_SECONDS
+
+
 def interactive(node: Node) -> Interactive:
     if not isinstance(node.runner, Interactive):
         raise StreamingUnsupported(f"the runner for {node.runner.target} cannot stream")
@@ -147,6 +153,7 @@ async def exec_process(node: Node, request: StreamRequest) -> JobProcess:
         stdin=request.stdin,
         tty=request.tty,
         tag=tag,
+        fresh=fresh(target),
     )
     session = await interactive(node).start(
         node.on_node(target, command, tty=request.tty),
@@ -167,7 +174,9 @@ async def attach_process(node: Node, request: StreamRequest) -> JobProcess:
         )
     target = await locate(node, request.uid, request.container)
     tag = secrets.token_hex(8)
-    command = reach.attach_argv(node.runtime, request.uid, request.container, tag=tag)
+    command = reach.attach_argv(
+        node.runtime, request.uid, request.container, tag=tag, fresh=fresh(target)
+    )
     session = await interactive(node).start(
         node.on_node(target, command, tty=False),
         stdin=False,
