@@ -1,4 +1,5 @@
-"""A stand-in for HTCondor's condor_submit, condor_q, condor_history and condor_rm.
+"""A stand-in for HTCondor's condor_submit, condor_q, condor_history, condor_rm and
+condor_ssh_to_job.
 
 No HTCondor pool can run on the test machines, so the testbed's login node gets this
 program under those four names. It accepts the commands as the HTCondor backend uses
@@ -10,7 +11,9 @@ in a fresh scratch directory (``_CONDOR_SCRATCH_DIR``) holding copies of
 ``transfer_input_files`` (and of the executable), and copies ``transfer_output_files``
 back into the initial directory when the job exits or is removed. condor_rm and
 ``allowed_job_duration`` vacate a running job as HTCondor's starter does: SIGTERM to its
-processes, SIGKILL after ``job_max_vacate_time``. Everything from SSH
+processes, SIGKILL after ``job_max_vacate_time``. condor_ssh_to_job runs its command
+with the login shell, as the job's user, in the job's directory and with the job's
+environment, and answers for jobs not running as HTCondor's does. Everything from SSH
 to output parsing is thus exercised for real; the pool itself (matchmaking, remote
 execution, transfer between machines) is not. Jobs live as JSON files under
 ``~/.condor-standin``, scratch directories under its ``execute/``.
@@ -25,9 +28,11 @@ import contextlib
 import fcntl
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -222,10 +227,11 @@ def run_job(cluster: int) -> int:
         open(os.path.join(ad["Iwd"], ad["Out"]), "ab") as out,
         open(os.path.join(ad["Iwd"], ad["Err"]), "ab") as err,
     ):
+        env = {**os.environ, "_CONDOR_SCRATCH_DIR": str(scratch)} if transfer else dict(os.environ)
         process = subprocess.Popen(
             argv,
             cwd=scratch if transfer else ad["Iwd"],
-            env={**os.environ, "_CONDOR_SCRATCH_DIR": str(scratch)} if transfer else None,
+            env=env,
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -237,8 +243,10 @@ def run_job(cluster: int) -> int:
                 "JobStartDate": now,
                 "JobCurrentStartDate": now,
                 "EnteredCurrentStatus": now,
-                "RemoteHost": "slot1@standin",
+                "RemoteHost": f"slot1@{socket.gethostname()}",
                 "StandinPid": process.pid,
+                "StandinCwd": str(scratch if transfer else ad["Iwd"]),
+                "StandinEnv": env,
             }
         )
         _save(ad)
@@ -359,11 +367,75 @@ def remove(argv: list[str]) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- condor_ssh_to_job
+
+_VALUED = ("-ssh", "-name", "-pool", "-shells", "-keygen-options")
+_FLAGS = ("-debug", "-auto-retry", "-remove-on-interrupt", "-X", "-x")
+
+
+def _ssh_to_job_args(argv: list[str]) -> tuple[str, list[str]] | int:
+    """(the -ssh command, the rest) as condor_ssh_to_job parses them; else its exit code."""
+    ssh, args = "ssh", list(argv)
+    while args and args[0].startswith("-"):
+        flag = args.pop(0)
+        if flag == "--":
+            break
+        if flag in _VALUED:
+            if not args:
+                print(f"{flag} requires an argument", file=sys.stderr, end="")
+                return 2
+            value = args.pop(0)
+            ssh = value if flag == "-ssh" else ssh
+        elif flag not in _FLAGS:
+            print(f"Unrecognized argument: {flag}", file=sys.stderr)
+            return 2
+    if not args:
+        print("ERROR: You must specify a job!\n", file=sys.stderr)
+        return 2
+    return ssh, args
+
+
+def ssh_to_job(argv: list[str]) -> int:
+    parsed = _ssh_to_job_args(argv)
+    if isinstance(parsed, int):
+        return parsed
+    ssh, args = parsed
+    job = re.fullmatch(r"(\d+)(?:\.(\d+))?", args[0])
+    if job is None:
+        print(f"Invalid job id: {args[0]}", file=sys.stderr)
+        return 2
+    try:
+        ad = _load(int(job.group(1)))
+    except FileNotFoundError:
+        ad = None
+    if ad is None or not _in_queue(ad) or int(job.group(2) or 0) != ad["ProcId"]:
+        print("Unable to fetch job ad; is it still in the queue?", file=sys.stderr)
+        return 1
+    if ad["JobStatus"] == HELD:
+        print(f'The job is on hold: "{ad.get("HoldReason", "")}".', file=sys.stderr)
+        return 1
+    if ad["JobStatus"] != RUNNING or "StandinCwd" not in ad:
+        # The schedd's answer for a job not running is one a retry may change: said
+        # only with -debug, as HTCondor does.
+        print("(Use -auto-retry to keep trying periodically.)", file=sys.stderr)
+        return 1
+    if "-t" in ssh.split()[1:] and not os.isatty(0):
+        print(
+            "Pseudo-terminal will not be allocated because stdin is not a terminal.",
+            file=sys.stderr,
+        )
+    shell = pwd.getpwuid(os.getuid()).pw_shell or "/bin/sh"
+    command = [shell, "-c", " ".join(args[1:])] if args[1:] else [shell, "-l"]
+    code = subprocess.call(command, cwd=ad["StandinCwd"], env=ad["StandinEnv"])
+    return code if code >= 0 else 255  # ssh's answer for a command killed by a signal
+
+
 COMMANDS = {
     "condor_submit": submit,
     "condor_q": query,
     "condor_history": history,
     "condor_rm": remove,
+    "condor_ssh_to_job": ssh_to_job,
 }
 
 

@@ -47,7 +47,8 @@ class SshConfig(Strict):
     max_log_streams: int = Field(
         2,
         ge=1,
-        description="Of those channels, how many may follow logs (kubectl logs -f) at once.",
+        description="Of those channels, how many may follow logs (kubectl logs -f) or run "
+        "exec and attach sessions at once.",
     )
     keepalive_seconds: float = Field(
         15.0, gt=0, description="Keepalive interval; a dead connection is noticed and reopened."

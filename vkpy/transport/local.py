@@ -12,7 +12,9 @@ from pathlib import Path
 
 from vkpy.errors import BackendError, BackendUnavailable
 from vkpy.metrics import RUNNER_COMMANDS
+from vkpy.remote import StreamTunnel, TerminalSize
 from vkpy.transport.base import Completed
+from vkpy.transport.localsession import LocalSession, open_local_tcp, start_local
 
 CHUNK = 65536
 STOP_SECONDS = 5.0  # a stopped stream's process gets this long to end after SIGTERM
@@ -139,6 +141,31 @@ class LocalRunner:
             except TimeoutError:
                 _kill(process)
                 await process.wait()
+
+    async def start(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bool,
+        stdout: bool = True,
+        stderr: bool = True,
+        terminal: TerminalSize | None = None,
+    ) -> LocalSession:
+        """``argv`` as an interactive subprocess (`vkpy.transport.interactive`)."""
+        self.calls["start"] += 1
+        return await start_local(
+            argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            terminal=terminal,
+            env=self.env,
+            cwd=str(self.cwd) if self.cwd is not None else None,
+        )
+
+    async def open_tcp(self, host: str, port: int) -> StreamTunnel:
+        self.calls["tcp"] += 1
+        return await open_local_tcp(host, port)
 
 
 def _kill(process: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> None:

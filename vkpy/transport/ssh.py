@@ -27,9 +27,11 @@ import asyncssh
 from vkpy.aio import backoff
 from vkpy.errors import BackendError, BackendUnavailable
 from vkpy.metrics import RUNNER_COMMANDS, SSH_CONNECTIONS
+from vkpy.remote import TerminalSize
 from vkpy.transport.base import Completed, command_line, signal_status
 from vkpy.transport.config import SshConfig
 from vkpy.transport.hostkeys import HostKeyPolicy
+from vkpy.transport.sshsession import SshSession, SshTunnel, open_tunnel
 
 logger = logging.getLogger(__name__)
 
@@ -323,6 +325,55 @@ class SshRunner:
                 with contextlib.suppress(*_FAILURES):
                     process.send_signal("TERM")
                 process.close()
+
+    # ------------------------------------------------------------ interactive
+
+    async def start(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bool,
+        stdout: bool = True,
+        stderr: bool = True,
+        terminal: TerminalSize | None = None,
+    ) -> SshSession:
+        """An exec channel for ``argv`` (`vkpy.transport.interactive`); it takes one of
+        the channels kept for streams until it is closed."""
+        command = command_line(argv)
+        self.calls["start"] += 1
+        slot = self._pick()
+        connection = await self._connection(slot)
+        if slot.streams.locked():
+            raise BackendUnavailable(
+                f"{self.target}: {self.config.max_log_streams} streams are open already"
+            )
+        await slot.streams.acquire()
+        pty: dict[str, Any] = {}
+        if terminal is not None:
+            pty = {"term_type": "xterm", "term_size": (terminal.width, terminal.height)}
+        try:
+            process = await connection.create_process(
+                command,
+                stdin=asyncssh.PIPE if stdin else asyncssh.DEVNULL,
+                stdout=asyncssh.PIPE if stdout else asyncssh.DEVNULL,
+                stderr=asyncssh.PIPE if stderr and terminal is None else asyncssh.DEVNULL,
+                encoding=None,
+                **pty,
+            )
+        except _FAILURES as exc:
+            slot.streams.release()
+            if connection.is_closed():
+                self._drop(slot, connection)
+            raise BackendUnavailable(f"{self.target}: cannot start {argv[0]}: {_why(exc)}") from exc
+        return SshSession(
+            process, self.target, tty=terminal is not None, release=slot.streams.release
+        )
+
+    async def open_tcp(self, host: str, port: int) -> SshTunnel:
+        self.calls["tcp"] += 1
+        slot = self._pick()
+        connection = await self._connection(slot)
+        return await open_tunnel(connection, self.target, host, port)
 
     # ------------------------------------------------------------ files (SFTP)
 

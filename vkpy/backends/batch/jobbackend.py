@@ -12,12 +12,14 @@ submit) node, reached through a command runner. This base owns the whole flow:
   them gracefully, stops hard what still runs after it, waits until the batch system
   confirms, then removes the work directory; it raises, to be retried, until then.
 - ``logs`` reads (or follows) a run's log file (`logs`).
+- ``exec``, ``attach`` and ``forward`` reach into the running job (`streams`).
 
 A subclass gives the few things that differ (see `vkpy.backends.batch`): the
 submission (`submission`: the files to stage, the existing-job test, the submit argv),
 `parse_job_id`, the jobs a pod still has in the queue (`active`), the stop command
 (`stop_argv`), the shell test for a still-queued job (`queued_test`), a health
-command, and its `PodBook`.
+command, its `PodBook`, and for the streams where a job runs (`where_test`,
+`placement`) and how a command runs there (`on_node`).
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
 from vkpy.backend import Capacity, Health, LogOptions, PodRun, PodSpec
-from vkpy.backends.batch import logs, naming, runtime, script, workdir
+from vkpy.backends.batch import logs, naming, runtime, script, streams, workdir
 from vkpy.backends.batch.book import Known, PodBook
 from vkpy.backends.batch.config import BatchConfig
 from vkpy.backends.batch.naming import Layout
 from vkpy.backends.batch.podlog import PodLog, pod_log
+from vkpy.backends.batch.reach import Placement, Target
 from vkpy.backends.batch.transient import transient
 from vkpy.errors import BackendError, BackendUnavailable, PodNotFound, PodRejected
+from vkpy.remote import Process, StreamRequest, Tunnel
 from vkpy.transport import Completed, Runner
 
 logger = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ class JobBackend(abc.ABC, Generic[C]):
     queued_test: ClassVar[str]  # shell test, job id in "$job": succeeds while it is queued
     ping_argv: ClassVar[tuple[str, ...]]  # a cheap command the scheduler answers
     pod_logger: ClassVar[logging.Logger]  # the backend's own: records about its pods
+    where_test: ClassVar[str]  # shell, job id in "$job": prints where it is (`placement`)
 
     def __init__(
         self,
@@ -125,6 +130,15 @@ class JobBackend(abc.ABC, Generic[C]):
     def logs_away(self, uid: str, container: str) -> bool:
         """Whether the container's log is with the job for now (file transfer)."""
         return False
+
+    @abc.abstractmethod
+    def placement(self, answer: str, job_id: str) -> Placement:
+        """Whether and where the job runs, by what `where_test` printed."""
+
+    @abc.abstractmethod
+    def on_node(self, target: Target, argv: Sequence[str], *, tty: bool) -> list[str]:
+        """The command that runs ``argv`` on the target's node, inside its job (on a
+        terminal with ``tty``)."""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -387,3 +401,21 @@ class JobBackend(abc.ABC, Generic[C]):
             raise
         async for chunk in logs.stream_log(self.runner, argv):
             yield chunk
+
+    # ------------------------------------------------------------ exec, attach, port-forward
+
+    @property
+    def runtime(self) -> runtime.RuntimeOptions:
+        return self.settings.runtime
+
+    async def layout_now(self) -> Layout:
+        return await self._ready()
+
+    async def exec(self, request: StreamRequest) -> Process:
+        return await streams.exec_process(self, request)
+
+    async def attach(self, request: StreamRequest) -> Process:
+        return await streams.attach_process(self, request)
+
+    async def forward(self, uid: str, port: int) -> Tunnel:
+        return await streams.forward(self, uid, port)

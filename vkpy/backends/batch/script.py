@@ -24,7 +24,7 @@ from vkpy.backends.batch.naming import Layout
 from vkpy.backends.batch.records import PodMeta
 from vkpy.backends.batch.runtime import Bind, RuntimeOptions
 from vkpy.backends.batch.template import TEMPLATE
-from vkpy.errors import PodRejected
+from vkpy.errors import PodRejected, UnsupportedPodFeature
 
 DIR_MODE = 0o700
 PRIVATE_MODE = 0o600
@@ -110,6 +110,19 @@ def _check_identity(pod: PodSpec) -> None:
     for volume in pod.volumes:
         if not _DNS_LABEL.match(volume.name) or len(volume.name) > 63:
             raise PodRejected(f"volume name {volume.name!r} is not a DNS label")
+
+
+def _check_stdio(pod: PodSpec) -> None:
+    """A job's containers run with stdin from /dev/null and no terminal: a pod that asks
+    for either would run without it, so it is refused instead."""
+    for container in (*pod.init_containers, *pod.containers):
+        asked = [what for what, on in (("stdin", container.stdin), ("tty", container.tty)) if on]
+        if asked:
+            raise UnsupportedPodFeature(
+                f"container {container.name}: {' and '.join(asked)} cannot be given: a batch "
+                "job runs its containers with stdin from /dev/null and no terminal "
+                "(kubectl exec works without them)"
+            )
 
 
 def _check_path(path: str, what: str) -> str:
@@ -284,6 +297,7 @@ def prepare(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> 
     """The job script and the files of ``pod``'s work directory; ``now`` starts its
     activeDeadlineSeconds."""
     _check_identity(pod)
+    _check_stdio(pod)
     pod_dir = layout.pod(pod.uid)
     volumes = {v.name: v for v in pod.volumes}
     volume_dirs, volume_files, memory, subdirs = _stage_volumes(pod, pod_dir)

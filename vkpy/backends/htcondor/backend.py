@@ -11,7 +11,9 @@ so are the job script and the work directory layout; HTCondor gives:
 - the stop: ``condor_rm`` of the pod's jobs (HTCondor sends SIGTERM, then SIGKILL
   after job_max_vacate_time), again for what is still there after the grace period;
 - health (a ``condor_q`` that matches nothing) and capacity: the pool's size is no
-  node's, so the node offers its configured capacity with ``max_pods`` pods.
+  node's, so the node offers its configured capacity with ``max_pods`` pods;
+- exec and attach through ``condor_ssh_to_job`` into the job's sandbox, port-forward
+  to its execute host (``RemoteHost``) through the runner (`sshtojob`).
 
 A restarted agent adopts everything from the work directories and the queue (the
 job's VkpyPodUID attribute). With ``file_transfer: transfer`` HTCondor copies the work
@@ -30,7 +32,8 @@ from vkpy.backends.batch import script
 from vkpy.backends.batch.book import Known
 from vkpy.backends.batch.jobbackend import Active, JobBackend
 from vkpy.backends.batch.naming import JOB_ID, Layout
-from vkpy.backends.htcondor import queue, state, submit
+from vkpy.backends.batch.reach import Placement, Target
+from vkpy.backends.htcondor import queue, sshtojob, state, submit
 from vkpy.backends.htcondor.config import HTCondorConfig
 from vkpy.backends.htcondor.listing import Listing
 from vkpy.errors import BackendUnavailable
@@ -47,6 +50,7 @@ class HTCondorBackend(JobBackend[HTCondorConfig]):
     queued_test = queue.QUEUED_TEST
     ping_argv = ("condor_q", "-json", "-constraint", "ClusterId == -1", "-attributes", "ClusterId")
     pod_logger = logging.getLogger("vkpy.backends.htcondor")
+    where_test = sshtojob.WHERE
     offered: Mapping[str, str] | None = None  # node.capacity, for `capacity`
 
     @property
@@ -108,3 +112,9 @@ class HTCondorBackend(JobBackend[HTCondorConfig]):
             return False
         statuses = (*last.init_containers, *last.containers)
         return any(c.name == container and isinstance(c.state, Running) for c in statuses)
+
+    def placement(self, answer: str, job_id: str) -> Placement:
+        return sshtojob.placement(answer, job_id)
+
+    def on_node(self, target: Target, argv: Sequence[str], *, tty: bool) -> list[str]:
+        return sshtojob.ssh_to_job_argv(target, argv, tty=tty)

@@ -10,7 +10,9 @@ Slurm gives:
 - the stop: ``scancel`` for queued jobs, ``scancel --batch --signal=TERM`` for running
   ones (the job script stops its containers within the grace period), ``scancel``
   again for what still runs after it;
-- health (``scontrol ping``) and capacity (``sinfo``, the partition's nodes added up).
+- health (``scontrol ping``) and capacity (``sinfo``, the partition's nodes added up);
+- exec, attach and port-forward on the job's node: ``squeue`` says where it runs,
+  ``srun --jobid --overlap`` runs the runtime's exec there (`srun`).
 
 Everything is found again from the work directories and the queue, so a restarted
 agent adopts running jobs (the job name carries the pod UID).
@@ -25,8 +27,9 @@ from vkpy.backend import Capacity, PodSpec
 from vkpy.backends.batch import script
 from vkpy.backends.batch.jobbackend import Active, JobBackend
 from vkpy.backends.batch.naming import Layout
+from vkpy.backends.batch.reach import Placement, Target
 from vkpy.backends.batch.state import Phase
-from vkpy.backends.slurm import naming, queue, sbatch
+from vkpy.backends.slurm import naming, queue, sbatch, srun
 from vkpy.backends.slurm.config import SlurmConfig
 from vkpy.backends.slurm.listing import Listing
 from vkpy.errors import BackendError, BackendUnavailable
@@ -41,6 +44,7 @@ class SlurmBackend(JobBackend[SlurmConfig]):
     login = "login node"
     queued_test = queue.QUEUED_TEST
     ping_argv = ("scontrol", "ping")
+    where_test = srun.WHERE
     pod_logger = logging.getLogger("vkpy.backends.slurm")
 
     def new_book(self) -> Listing:
@@ -85,3 +89,9 @@ class SlurmBackend(JobBackend[SlurmConfig]):
 
     def stop_argv(self, uid: str, job_ids: Sequence[str], *, graceful: bool) -> list[str]:
         return ["scancel", *(("--batch", "--signal=TERM") if graceful else ()), *job_ids]
+
+    def placement(self, answer: str, job_id: str) -> Placement:
+        return srun.placement(answer, job_id)
+
+    def on_node(self, target: Target, argv: Sequence[str], *, tty: bool) -> list[str]:
+        return srun.srun_argv(target, argv, tty=tty)
