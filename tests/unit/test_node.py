@@ -1,5 +1,6 @@
 import asyncio
 import contextlib
+import dataclasses
 from datetime import UTC, datetime
 
 from vkpy import node as node_module
@@ -158,3 +159,27 @@ async def test_health_is_checked_on_its_own_timer_and_at_once_when_poked(monkeyp
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def test_declared_features_are_named_and_taken_back_when_gone():
+    declaring = dataclasses.replace(IDENTITY, declared_features=("ExtendWebSocketsToKubelet",))
+    status = node_status(declaring, Health(True), {"pods": "1"}, {}, NOW)
+    assert status["declaredFeatures"] == ["ExtendWebSocketsToKubelet"]
+    # None in a strategic merge patch removes what an earlier agent declared.
+    assert node_status(IDENTITY, Health(True), {"pods": "1"}, {}, NOW)["declaredFeatures"] is None
+
+
+def test_websocket_streaming_is_declared_only_for_a_backend_that_can_exec():
+    from vkpy.agent import declared_features
+    from vkpy.config import load
+    from vkpy.testing.instant import InstantBackend
+
+    class Execs(InstantBackend):
+        async def exec(self, request: object) -> object:
+            raise NotImplementedError
+
+    settings = load(None, {"node": {"name": "vk1"}})
+    assert declared_features(settings, Execs()) == ("ExtendWebSocketsToKubelet",)
+    assert declared_features(settings, InstantBackend()) == ()
+    off = load(None, {"node": {"name": "vk1"}, "kubelet_api": {"websocket_streaming": False}})
+    assert declared_features(off, Execs()) == ()
