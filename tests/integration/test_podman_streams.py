@@ -208,13 +208,21 @@ async def test_attach_with_stdin_reaches_the_container_and_waits_for_its_end(nod
     main = Container(name="main", image=IMAGE, command=("sh", "-c", script), stdin=True)
     pod = pod_spec("attachin", main)
     await running_pod(backend, pod)
-    async with opened(await backend.attach(request(pod, stdin=True))) as process:
+    watcher = await backend.attach(request(pod))  # no stdin: must leave the container's alone
+    async with opened(watcher), opened(await backend.attach(request(pod, stdin=True))) as process:
+        watched = Collected(watcher, ("stdout", "stderr"))
         collected = Collected(process, ("stdout", "stderr"))
         await process.write(b"hello\n")
         await collected.until(b"got hello")
+        await watched.until(b"got hello")
+        await watcher.close()
+        await process.write(b"again\n")  # stdin is still open after the watcher left
+        await collected.until(b"got again")
         await process.close_stdin()
         await collected.until(b"stdin-closed")
         assert await process.wait() == 7
+    with pytest.raises(ContainerNotRunning):
+        await backend.attach(request(pod))
 
 
 async def test_attach_to_a_terminal_container(node: Node) -> None:

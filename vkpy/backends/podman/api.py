@@ -302,7 +302,15 @@ class PodmanApi:
             if isinstance(event, dict):
                 yield event
 
-    async def logs(
+    async def logs(self, container: str, **options: Any) -> AsyncIterator[bytes]:
+        """The container's stdout and stderr as they come, demultiplexed (the options of
+        `log_frames`)."""
+        async for frames in self.log_frames(container, **options):
+            payload = b"".join(data for stream, data in frames if stream in (STDOUT, STDERR))
+            if payload:
+                yield payload
+
+    async def log_frames(
         self,
         container: str,
         *,
@@ -310,8 +318,8 @@ class PodmanApi:
         tail: int | None = None,
         since: datetime | None = None,
         timestamps: bool = False,
-    ) -> AsyncIterator[bytes]:
-        """The container's stdout and stderr as they come, demultiplexed."""
+    ) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """The log's frames (stream number, payload), as many as each read brought."""
         op = "container.logs"
         self.calls[op] += 1
         params = {
@@ -338,11 +346,8 @@ class PodmanApi:
                     data = await response.read()
                     raise BackendError(f"podman {op}: HTTP {response.status}: {message_of(data)}")
                 async for chunk in response.content.iter_any():
-                    payload = b"".join(
-                        data for stream, data in decoder.feed(chunk) if stream in (STDOUT, STDERR)
-                    )
-                    if payload:
-                        yield payload
+                    if frames := decoder.feed(chunk):
+                        yield frames
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"podman {op}: {exc or type(exc).__name__}") from exc
         if decoder.pending:

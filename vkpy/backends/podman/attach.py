@@ -5,19 +5,24 @@ when asked); the container's terminal, not the caller's wish, decides whether th
 bytes come framed, as with the kubelet. The exit code is the container's, from
 ``/containers/{id}/wait``. Closing a session detaches; the container runs on.
 
-Limits of Podman 4.3 (conmon runs with ``-i`` and never ``--leave-stdin-open``): the
-end of any attach closes the container's stdin, as ``stdinOnce: true`` does, whatever
-``stdinOnce`` says.
+Podman 4.3 runs conmon of a container with stdin (and no terminal) with ``-i`` and
+never ``--leave-stdin-open``: the end of any attach, even one without stdin, closes the
+container's stdin. So an attach without stdin to such a container follows its log
+instead (the same bytes, from now on), and leaves stdin alone; one with stdin closes
+it when it ends, as ``stdinOnce: true`` does, whatever ``stdinOnce`` says.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
 from vkpy.backends.podman.api import PodmanApi
 from vkpy.backends.podman.hijack import hijack
-from vkpy.backends.podman.session import Session, asked
+from vkpy.backends.podman.session import Session, asked, from_connection, route
 from vkpy.errors import StreamingUnsupported
 from vkpy.jsontypes import JSON
-from vkpy.remote import StreamRequest, TerminalSize
+from vkpy.remote import OutputStream, StreamRequest, TerminalSize
 
 
 def flag(value: bool) -> str:
@@ -45,6 +50,18 @@ def check(request: StreamRequest, inspect: JSON, *, name: str) -> bool:
     return bool(config.get("Tty"))
 
 
+def follows_log(request: StreamRequest, inspect: JSON) -> bool:
+    """Whether to read the log rather than attach: an attach would close stdin."""
+    config = inspect.get("Config") or {}
+    return bool(config.get("OpenStdin")) and not config.get("Tty") and not request.stdin
+
+
+async def followed(api: PodmanApi, container: str) -> AsyncIterator[tuple[OutputStream, bytes]]:
+    async for frames in api.log_frames(container, follow=True, since=datetime.now(UTC)):
+        for routed in route(frames):
+            yield routed
+
+
 class AttachControl:
     def __init__(self, api: PodmanApi, container: str) -> None:
         self.api = api
@@ -62,7 +79,13 @@ class AttachControl:
 
 async def start(api: PodmanApi, container: str, request: StreamRequest, *, name: str) -> Session:
     """Join the stdio of the (running) ``container``."""
-    tty = check(request, await api.inspect_container(container), name=name)
+    inspect = await api.inspect_container(container)
+    tty = check(request, inspect, name=name)
+    control = AttachControl(api, container)
+    wanted = asked(stdout=request.stdout, stderr=request.stderr, tty=tty)
+    if follows_log(request, inspect):
+        source = followed(api, container)
+        return Session(source, None, control, tty=False, streams=wanted, name=name)
     api.calls["container.attach"] += 1
     reader, writer = await hijack(
         api.socket,
@@ -71,6 +94,5 @@ async def start(api: PodmanApi, container: str, request: StreamRequest, *, name:
         params=params(request, tty=tty),
         timeout=api.timeout,
     )
-    control = AttachControl(api, container)
-    wanted = asked(stdout=request.stdout, stderr=request.stderr, tty=tty)
-    return Session(reader, writer, control, tty=tty, streams=wanted, name=name)
+    source = from_connection(reader, tty=tty, name=name)
+    return Session(source, writer, control, tty=tty, streams=wanted, name=name)

@@ -17,7 +17,7 @@ import logging
 from vkpy.backends.podman import procs
 from vkpy.backends.podman.api import PodmanApi
 from vkpy.backends.podman.hijack import hijack
-from vkpy.backends.podman.session import Session, asked
+from vkpy.backends.podman.session import Session, asked, from_connection
 from vkpy.errors import BackendError, PodNotFound
 from vkpy.jsontypes import JSON
 from vkpy.remote import StreamRequest, TerminalSize
@@ -111,4 +111,5 @@ async def start(api: PodmanApi, container: str, request: StreamRequest, *, name:
     )
     control = ExecControl(api, session, name=name)
     wanted = asked(stdout=request.stdout, stderr=request.stderr, tty=request.tty)
-    return Session(reader, writer, control, tty=request.tty, streams=wanted, name=name)
+    source = from_connection(reader, tty=request.tty, name=name)
+    return Session(source, writer, control, tty=request.tty, streams=wanted, name=name)

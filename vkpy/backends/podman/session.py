@@ -1,10 +1,11 @@
-"""`Session`: a `vkpy.remote.Process` over a hijacked Podman connection (exec or attach).
+"""`Session`: a `vkpy.remote.Process` over Podman streams (exec or attach).
 
-One pump task reads the connection and hands each stream's bytes to a bounded queue
-per stream, so a slow reader of stdout holds back the connection (and so the
-process) instead of filling memory. Without a terminal Podman sends frames (stream 1
-stdout, 2 stderr); with one the bytes come raw and are all "stdout". What differs
-between exec and attach (resize, exit code, what to kill) is a `Control`.
+One pump task reads the output (a hijacked connection, `from_connection`, or a
+followed log) and hands each stream's bytes to a bounded queue per stream, so a slow
+reader of stdout holds back the connection (and so the process) instead of filling
+memory. Without a terminal Podman sends frames (stream 1 stdout, 2 stderr); with one
+the bytes come raw and are all "stdout". What differs between exec and attach
+(resize, exit code, what to kill) is a `Control`.
 """
 
 from __future__ import annotations
@@ -50,18 +51,37 @@ def route(frames: Iterable[tuple[int, bytes]]) -> list[tuple[OutputStream, bytes
     return [(STREAMS[number], data) for number, data in frames if number in STREAMS and data]
 
 
+async def from_connection(
+    reader: asyncio.StreamReader, *, tty: bool, name: str
+) -> AsyncIterator[tuple[OutputStream, bytes]]:
+    """What a hijacked connection brings: raw with a terminal, else frames."""
+    decoder = FrameDecoder()
+    try:
+        while data := await reader.read(READ_SIZE):
+            if tty:
+                yield "stdout", data
+                continue
+            for routed in route(decoder.feed(data)):
+                yield routed
+    except OSError as exc:  # the connection broke: the output ends here
+        logger.debug("%s: the connection ended: %s", name, exc)
+    if decoder.pending:
+        logger.debug("%s ended inside a frame (%d bytes)", name, decoder.pending)
+
+
 class Session:
+    """Output from ``source``; stdin to ``writer`` (None: a session without stdin)."""
+
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        source: AsyncIterator[tuple[OutputStream, bytes]],
+        writer: asyncio.StreamWriter | None,
         control: Control,
         *,
         tty: bool,
         streams: Iterable[OutputStream],
         name: str,
     ) -> None:
-        self._reader = reader
         self._writer = writer
         self._control = control
         self._tty = tty
@@ -69,27 +89,17 @@ class Session:
         self._queues: dict[OutputStream, asyncio.Queue[bytes | None]] = {
             stream: asyncio.Queue(QUEUE_CHUNKS) for stream in streams
         }
-        self._pump = asyncio.create_task(self._run(), name=f"output of {name}")
+        self._pump = asyncio.create_task(self._run(source), name=f"output of {name}")
         self._closed = False
 
-    async def _put(self, stream: OutputStream, data: bytes) -> None:
-        queue = self._queues.get(stream)
-        if queue is not None:
-            await queue.put(data)
-
-    async def _run(self) -> None:
-        decoder = FrameDecoder()
+    async def _run(self, source: AsyncIterator[tuple[OutputStream, bytes]]) -> None:
         try:
-            while data := await self._reader.read(READ_SIZE):
-                if self._tty:
-                    await self._put("stdout", data)
-                    continue
-                for stream, payload in route(decoder.feed(data)):
-                    await self._put(stream, payload)
-        except OSError as exc:  # the connection broke: the output ends here
-            logger.debug("%s: the connection ended: %s", self._name, exc)
-        if decoder.pending:
-            logger.debug("%s ended inside a frame (%d bytes)", self._name, decoder.pending)
+            async for stream, data in source:
+                queue = self._queues.get(stream)
+                if queue is not None:
+                    await queue.put(data)
+        except BackendError as exc:
+            logger.warning("%s: the output ended early: %s", self._name, exc)
         for queue in self._queues.values():  # after what the readers have not taken yet
             await queue.put(None)
 
@@ -101,6 +111,8 @@ class Session:
             yield data
 
     async def write(self, data: bytes) -> None:
+        if self._writer is None:
+            raise BackendError(f"{self._name}: no stdin was asked for")
         try:
             self._writer.write(data)
             await self._writer.drain()
@@ -108,6 +120,8 @@ class Session:
             raise BackendError(f"{self._name}: stdin is closed: {exc}") from exc
 
     async def close_stdin(self) -> None:
+        if self._writer is None:
+            return
         if self._writer.can_write_eof() and not self._writer.is_closing():
             with contextlib.suppress(OSError):
                 self._writer.write_eof()
@@ -128,9 +142,10 @@ class Session:
         try:
             await self._control.close(ended=ended)
         finally:
-            self._writer.close()
-            with contextlib.suppress(OSError):
-                await self._writer.wait_closed()
+            if self._writer is not None:
+                self._writer.close()
+                with contextlib.suppress(OSError):
+                    await self._writer.wait_closed()
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
