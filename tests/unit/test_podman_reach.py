@@ -10,50 +10,33 @@ from vkpy.backend import Container, PodSpec
 from vkpy.backends.podman import forward, observed, procs, spec, target
 from vkpy.errors import ContainerNotRunning, PodNotFound, PortUnreachable, StreamingUnsupported
 
+from .test_podman_observed import inst
+
 # ------------------------------------------------------------------ which container
-
-
-def instance(container: str, state: str, restarts: int = 0) -> observed.Instance:
-    return observed.Instance(
-        id=f"{container or 'infra'}-{restarts}",
-        uid="u1",
-        namespace="ns",
-        name="web",
-        pod="vkpy-ns-web-u1",
-        container=container,
-        init=False,
-        index=0,
-        restart_count=restarts,
-        policy="Always",
-        deadline=None,
-        grace_seconds=30,
-        expected=1,
-        state=state,
-    )
 
 
 def test_the_running_instance_of_a_container_is_found():
     pods = observed.group(
-        [instance("", "running"), instance("main", "exited", 0), instance("main", "running", 1)]
+        [inst("", state="running"), inst(state="exited"), inst(state="running", restarts=1)]
     )
-    assert target.running(pods, "u1", "main").id == "main-1"  # the latest run
-    assert target.sandbox(pods, "u1").id == "infra-0"
+    assert target.running(pods, "uid-1", "main").id == "main-1"  # the latest run
+    assert target.sandbox(pods, "uid-1").id == "-0"  # the infra container
 
 
 def test_missing_and_stopped_containers_are_told_apart():
-    pods = observed.group([instance("", "exited"), instance("main", "exited")])
+    pods = observed.group([inst("", state="exited"), inst(state="exited")])
     with pytest.raises(PodNotFound, match="no pod with uid u2"):
         target.running(pods, "u2", "main")
     with pytest.raises(PodNotFound, match="no container 'side'"):
-        target.running(pods, "u1", "side")
+        target.running(pods, "uid-1", "side")
     with pytest.raises(ContainerNotRunning, match="main of pod ns/web is not running"):
-        target.running(pods, "u1", "main")
+        target.running(pods, "uid-1", "main")
     with pytest.raises(PortUnreachable, match="no running sandbox"):
-        target.sandbox(pods, "u1")
+        target.sandbox(pods, "uid-1")
 
 
 def test_containers_get_stdin_and_a_terminal_from_the_spec():
-    pod = PodSpec(uid="u1", namespace="ns", name="web", containers=())
+    pod = PodSpec(uid="uid-1", namespace="ns", name="web", containers=())
 
     def body(container: Container) -> dict[str, object]:
         return spec.container_body(
