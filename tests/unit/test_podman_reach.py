@@ -162,3 +162,22 @@ async def test_a_tunnel_carries_bytes_both_ways_and_the_half_close():
         await tunnel.close()
         await tunnel.close()
     assert answer == b"HELLO"
+
+
+async def test_a_refused_setns_falls_back_to_the_pods_ip(monkeypatch):
+    def refuse(fd: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hi")
+        writer.close()
+
+    monkeypatch.setattr(forward, "can_enter", lambda: True)
+    monkeypatch.setattr(forward, "_setns", refuse)
+    server = await asyncio.start_server(hello, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pod = infra("bridge", pid=1, ip="127.0.0.1")
+    async with server:
+        tunnel = await forward.reach(pod, port, timeout=1, where="p")
+        assert await tunnel.read(10) == b"hi"
+        await tunnel.close()

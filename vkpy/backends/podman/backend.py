@@ -366,7 +366,6 @@ class PodmanBackend:
         infra = target.sandbox(await self.driver.observe(uid), uid)
         where = f"{infra.namespace}/{infra.name}"
         inspect = await self.api.inspect_container(infra.id)
-        dial = forward.plan(inspect, can_enter=forward.can_enter(), where=where)
-        return await forward.connect(
-            dial, port, timeout=self.config.api_timeout_seconds, where=where
+        return await forward.reach(
+            inspect, port, timeout=self.config.api_timeout_seconds, where=where
         )

@@ -5,9 +5,9 @@ pod's network namespace, so a server listening on the pod's loopback only is rea
 too, and a pod with network "none" as well. A short-lived thread of its own enters
 the namespace of the pod's infra container (``setns`` moves only the calling thread),
 connects, and goes back; the socket stays in the pod's namespace and is then used
-from the event loop like any other. Entering takes CAP_SYS_ADMIN; without it a
-bridge pod is dialled at its IP instead, and a "none" pod cannot be reached. A pod on
-the host network is dialled on the host's loopback.
+from the event loop like any other. Entering takes CAP_SYS_ADMIN; without it (not
+root, or setns refused) a bridge pod is dialled at its IP instead, and a "none" pod
+cannot be reached. A pod on the host network is dialled on the host's loopback.
 """
 
 from __future__ import annotations
@@ -57,11 +57,26 @@ def can_enter() -> bool:
     return os.geteuid() == 0
 
 
+class _CannotEnter(Exception):
+    """setns refused (no CAP_SYS_ADMIN after all): dial from outside instead."""
+
+
 def _setns(fd: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.setns(fd, CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
+
+
+def _enter(netns: str) -> None:
+    try:
+        target = os.open(netns, os.O_RDONLY)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+    except PermissionError as exc:
+        raise _CannotEnter(str(exc)) from exc
 
 
 def _connect(dial: Dial, port: int, timeout: float) -> socket.socket:
@@ -70,17 +85,23 @@ def _connect(dial: Dial, port: int, timeout: float) -> socket.socket:
         return socket.create_connection((dial.host, port), timeout)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        target = os.open(dial.netns, os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
+        _enter(dial.netns)
         try:
             return socket.create_connection((dial.host, port), timeout)
         finally:
             _setns(home)  # should this fail, the thread ends with its executor anyway
     finally:
         os.close(home)
+
+
+async def reach(infra: JSON, port: int, *, timeout: float, where: str) -> StreamTunnel:
+    """Connect to ``port`` of the pod whose infra container's inspect is ``infra``."""
+    dial = plan(infra, can_enter=can_enter(), where=where)
+    try:
+        return await connect(dial, port, timeout=timeout, where=where)
+    except _CannotEnter:
+        dial = plan(infra, can_enter=False, where=where)
+        return await connect(dial, port, timeout=timeout, where=where)
 
 
 async def connect(dial: Dial, port: int, *, timeout: float, where: str) -> StreamTunnel:
