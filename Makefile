@@ -64,5 +64,6 @@ demo: system-deps install kube-binaries
 bench: system-deps install kube-binaries
 	$(BIN)/python benchmarks/pods.py
 	$(BIN)/python benchmarks/podman_pods.py
+	$(BIN)/python benchmarks/podman_streams.py
 	$(BIN)/python benchmarks/slurm_pods.py
 	$(BIN)/python benchmarks/streams.py

@@ -10,7 +10,9 @@ Modules: `config` (`PodmanConfig`), `api` (the client), `spec` (PodSpec → JSON
 `volumes` (the pod's files on the host), `observed` (Podman's state as values),
 `progress` (what a pod needs next), `status` (→ `PodRun`), `driver` (events in,
 statuses out, next steps done), `service` (a private ``podman system service``),
-`backend` (`PodmanBackend`, tying them together).
+`backend` (`PodmanBackend`, tying them together). For exec, attach and port-forward:
+`target` (which container), `hijack` (the connection Podman hands over), `session`
+(the `Process` over it), `exec`, `attach`, `forward`, and `procs` (host processes).
 `spec`, `observed`, `progress` and `status` are pure functions over plain values.
 """
 

@@ -64,7 +64,7 @@ class FrameDecoder:
         return len(self._buffer)
 
 
-def _message(body: bytes) -> str:
+def message_of(body: bytes) -> str:
     try:
         decoded = json.loads(body)
     except ValueError:
@@ -115,9 +115,11 @@ class PodmanApi:
         params: Mapping[str, str] | None = None,
         body: JSON | None = None,
         timeout: float | None = None,
+        unlimited: bool = False,
     ) -> bytes:
         self.calls[op] += 1
-        limit = aiohttp.ClientTimeout(total=timeout or self.timeout)
+        total = None if unlimited else timeout or self.timeout
+        limit = aiohttp.ClientTimeout(total=total, sock_connect=self.timeout)
         try:
             async with self.session.request(
                 method, self._base + path, params=params, json=body, timeout=limit
@@ -127,9 +129,9 @@ class PodmanApi:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"podman {op}: {exc or type(exc).__name__}") from exc
         if status == 404:
-            raise PodNotFound(f"podman {op}: {_message(data)}")
+            raise PodNotFound(f"podman {op}: {message_of(data)}")
         if status >= 400:
-            raise BackendError(f"podman {op}: HTTP {status}: {_message(data)}")
+            raise BackendError(f"podman {op}: HTTP {status}: {message_of(data)}")
         return data
 
     async def _json(self, op: str, method: str, path: str, **kwargs: Any) -> Any:
@@ -166,6 +168,36 @@ class PodmanApi:
     async def remove_container(self, container: str) -> None:
         params = {"force": "true", "v": "true"}
         await self._call("container.remove", "DELETE", f"/containers/{container}", params=params)
+
+    async def resize_container(self, container: str, *, height: int, width: int) -> None:
+        """The terminal size of a container made with one (attach)."""
+        params = {"h": str(height), "w": str(width)}
+        await self._call(
+            "container.resize", "POST", f"/containers/{container}/resize", params=params
+        )
+
+    async def wait_container(self, container: str) -> int:
+        """Until the container stops (no time-out); its exit code."""
+        code = await self._json(
+            "container.wait", "POST", f"/containers/{container}/wait", unlimited=True
+        )
+        return int(code)
+
+    # ------------------------------------------------------------ exec sessions
+
+    async def create_exec(self, container: str, body: JSON) -> str:
+        created = await self._json(
+            "exec.create", "POST", f"/containers/{container}/exec", body=body
+        )
+        return str(created["Id"])
+
+    async def inspect_exec(self, session: str) -> JSON:
+        found = await self._json("exec.inspect", "GET", f"/exec/{session}/json")
+        return dict(found or {})
+
+    async def resize_exec(self, session: str, *, height: int, width: int) -> None:
+        params = {"h": str(height), "w": str(width)}
+        await self._call("exec.resize", "POST", f"/exec/{session}/resize", params=params)
 
     # ------------------------------------------------------------ pods
 
@@ -225,7 +257,7 @@ class PodmanApi:
         except (aiohttp.ClientError, OSError) as exc:
             raise BackendUnavailable(f"podman {op}: {exc or type(exc).__name__}") from exc
         if status >= 400:
-            raise ImagePullError(f"pulling {reference}: {_message(data)}", container=container)
+            raise ImagePullError(f"pulling {reference}: {message_of(data)}", container=container)
         for line in data.splitlines():
             try:
                 report = json.loads(line)
@@ -252,7 +284,7 @@ class PodmanApi:
             ) as response:
                 if response.status >= 400:
                     data = await response.read()
-                    raise BackendError(f"podman {op}: HTTP {response.status}: {_message(data)}")
+                    raise BackendError(f"podman {op}: HTTP {response.status}: {message_of(data)}")
                 yield self._event_lines(response)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"podman {op}: {exc or type(exc).__name__}") from exc
@@ -270,7 +302,15 @@ class PodmanApi:
             if isinstance(event, dict):
                 yield event
 
-    async def logs(
+    async def logs(self, container: str, **options: Any) -> AsyncIterator[bytes]:
+        """The container's stdout and stderr as they come, demultiplexed (the options of
+        `log_frames`)."""
+        async for frames in self.log_frames(container, **options):
+            payload = b"".join(data for stream, data in frames if stream in (STDOUT, STDERR))
+            if payload:
+                yield payload
+
+    async def log_frames(
         self,
         container: str,
         *,
@@ -278,8 +318,8 @@ class PodmanApi:
         tail: int | None = None,
         since: datetime | None = None,
         timestamps: bool = False,
-    ) -> AsyncIterator[bytes]:
-        """The container's stdout and stderr as they come, demultiplexed."""
+    ) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """The log's frames (stream number, payload), as many as each read brought."""
         op = "container.logs"
         self.calls[op] += 1
         params = {
@@ -301,16 +341,13 @@ class PodmanApi:
                 self._base + f"/containers/{container}/logs", params=params, timeout=limit
             ) as response:
                 if response.status == 404:
-                    raise PodNotFound(f"podman {op}: {_message(await response.read())}")
+                    raise PodNotFound(f"podman {op}: {message_of(await response.read())}")
                 if response.status >= 400:
                     data = await response.read()
-                    raise BackendError(f"podman {op}: HTTP {response.status}: {_message(data)}")
+                    raise BackendError(f"podman {op}: HTTP {response.status}: {message_of(data)}")
                 async for chunk in response.content.iter_any():
-                    payload = b"".join(
-                        data for stream, data in decoder.feed(chunk) if stream in (STDOUT, STDERR)
-                    )
-                    if payload:
-                        yield payload
+                    if frames := decoder.feed(chunk):
+                        yield frames
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"podman {op}: {exc or type(exc).__name__}") from exc
         if decoder.pending:

@@ -34,7 +34,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from vkpy.backend import Capacity, Health, LogOptions, PodRun, PodSpec, restart_delay
-from vkpy.backends.podman import observed, spec, status, volumes
+from vkpy.backends.podman import attach, forward, observed, spec, status, target, volumes
+from vkpy.backends.podman import exec as podman_exec
 from vkpy.backends.podman.api import PodmanApi, wait_until_ready
 from vkpy.backends.podman.config import PodmanConfig
 from vkpy.backends.podman.driver import Driver
@@ -48,6 +49,7 @@ from vkpy.errors import (
     PodRejected,
 )
 from vkpy.jsontypes import JSON
+from vkpy.remote import Process, StreamRequest, Tunnel
 
 logger = logging.getLogger(__name__)
 
@@ -345,3 +347,25 @@ class PodmanBackend:
             timestamps=options.timestamps,
         ):
             yield chunk
+
+    # ------------------------------------------------------------ exec, attach, port-forward
+
+    async def exec(self, request: StreamRequest) -> Process:
+        pods = await self.driver.observe(request.uid)
+        instance = target.running(pods, request.uid, request.container)
+        where = f"exec in {instance.namespace}/{instance.name}/{request.container}"
+        return await podman_exec.start(self.api, instance.id, request, name=where)
+
+    async def attach(self, request: StreamRequest) -> Process:
+        pods = await self.driver.observe(request.uid)
+        instance = target.running(pods, request.uid, request.container)
+        where = f"attach to {instance.namespace}/{instance.name}/{request.container}"
+        return await attach.start(self.api, instance.id, request, name=where)
+
+    async def forward(self, uid: str, port: int) -> Tunnel:
+        infra = target.sandbox(await self.driver.observe(uid), uid)
+        where = f"{infra.namespace}/{infra.name}"
+        inspect = await self.api.inspect_container(infra.id)
+        return await forward.reach(
+            inspect, port, timeout=self.config.api_timeout_seconds, where=where
+        )

@@ -186,7 +186,10 @@ def container_body(
         "init": True,  # catatonit as PID 1: SIGTERM reaches the program, zombies reaped
         "stop_timeout": pod.termination_grace_period_seconds,
         "httpproxy": False,  # the host's proxy variables are not the pod's business
-        "terminal": False,
+        # stdin and terminal for attach; Podman has no stdinOnce: the first attach to end
+        # closes stdin whatever it says (conmon runs without --leave-stdin-open)
+        "stdin": container.stdin,
+        "terminal": container.tty,
     }
     if container.command:
         body["entrypoint"] = list(container.command)  # with no args: the image CMD is dropped
