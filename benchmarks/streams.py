@@ -198,6 +198,7 @@ async def measure(endpoints: Endpoints, work: Path, kind: str, websockets: bool)
         agent.terminate()
         agent.wait(30)
         await kube.request("DELETE", f"/api/v1/nodes/{node}")
+        await kube.close()
 
 
 async def until_true(probe: Any, timeout: float) -> None:
