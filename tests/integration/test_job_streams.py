@@ -8,14 +8,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import statistics
-import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from vkpy.backend import PodSpec
-from vkpy.backends.batch import reach
 from vkpy.backends.batch.jobbackend import JobBackend
 from vkpy.backends.htcondor.backend import HTCondorBackend
 from vkpy.backends.slurm.backend import SlurmBackend
@@ -281,29 +278,6 @@ async def test_a_pod_asking_for_a_terminal_is_refused_at_create(slurm_node: Slur
     with pytest.raises(UnsupportedPodFeature, match="stdin and tty"):
         await slurm_node.create(spec)
     assert not await slurm_node.list()
-
-
-async def test_exec_round_trip_against_a_bare_srun(slurm_node: SlurmBackend) -> None:
-    """Measured: one exec (probe, srun, podman exec) against `srun --overlap true`, once
-    the container no longer counts as just started (`reach.FRESH_SECONDS`)."""
-    spec = await started(slurm_node, "sleep 3200")
-    job = (await slurm_node.list())[spec.uid].job_id
-    await asyncio.sleep(reach.FRESH_SECONDS + 1)
-    bare, execs = [], []
-    for _ in range(20):
-        began = time.monotonic()
-        await remote(slurm_node, ["srun", f"--jobid={job}", "--overlap", "true"])
-        bare.append(time.monotonic() - began)
-        began = time.monotonic()
-        process = await slurm_node.exec(request(spec, "true"))
-        assert await process.wait() == 0
-        execs.append(time.monotonic() - began)
-        await process.close()
-    print(
-        f"\nsrun --overlap true p50 {statistics.median(bare) * 1000:.0f} ms; "
-        f"exec round trip p50 {statistics.median(execs) * 1000:.0f} ms"
-    )
-    assert statistics.median(execs) < 10
 
 
 # ---------------------------------------------------------------- HTCondor stand-in

@@ -55,6 +55,9 @@ case $1 in
         [ -n "${FAKE_WAIT_CODE:-}" ] && echo "$FAKE_WAIT_CODE" && exit 0
         read -r code < "$FAKE_STATE/$2.exit" 2> /dev/null && echo "$code" && exit 0
         exit 1 ;;
+    inspect)  # inspect --format {{.State.Status}} NAME
+        echo "${FAKE_INSPECT_STATUS:-exited}"
+        exit 0 ;;
     rm) exit 0 ;;
 esac
 for v in $(compgen -e APPTAINERENV_FAKE_); do export "${v#APPTAINERENV_}=${!v}"; done
@@ -384,6 +387,19 @@ def test_podman_says_how_the_container_ended(tmp_path, fake_runtime):
     assert run_job(submission, FAKE_WAIT_CODE="143") == 143
     main = pod_run(layout).containers[0].state
     assert (main.exit_code, main.reason) == (143, "Error")
+
+
+def test_a_container_created_but_never_started_did_not_complete(tmp_path, fake_runtime):
+    """`podman wait` answers 0 at once for a container Podman created but never started
+    (its `podman run` signalled in between, as by an scancel): recorded as 137, never
+    as Completed."""
+    layout = Layout(str(tmp_path / "base"))
+    submission = render(
+        pod_spec(app("main")), layout=layout, settings=settings(fake_runtime), now=0
+    )
+    assert run_job(submission, FAKE_WAIT_CODE="0", FAKE_INSPECT_STATUS="created") == 137
+    main = pod_run(layout).containers[0].state
+    assert (main.exit_code, main.reason) == (137, "Error")
 
 
 def test_a_failed_init_container_stops_the_pod(tmp_path, fake_runtime):

@@ -215,6 +215,13 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
         # Podman how the container ended (waiting for it if it still runs), then remove it.
         if code=$("$RUNTIME_BIN" wait "vkpy-$POD_UID-$c" 2> /dev/null) && [ -n "$code" ]; then
             rc=$code
+            # `podman wait` answers 0 at once for a container that was created but never
+            # started (`podman run` signalled in between): it never ran, so it did not
+            # complete either.
+            if [ "$rc" -eq 0 ] && [ "$("$RUNTIME_BIN" inspect --format '{{.State.Status}}' \
+                "vkpy-$POD_UID-$c" 2> /dev/null)" = created ]; then
+                rc=137
+            fi
         elif [ "$rc" -eq 0 ]; then
             # No container (it is removed only below), yet `podman run` said 0: signalled
             # before Podman had created it. It never ran, let alone completed, whether or
