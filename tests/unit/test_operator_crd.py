@@ -39,6 +39,8 @@ def test_the_schema_is_structural():
     for node in nodes(spec):
         assert "$ref" not in node and "anyOf" not in node and "oneOf" not in node
         assert "default" not in node  # pydantic applies defaults, one place
+        for bound in ("minimum", "maximum"):
+            assert not isinstance(node.get(bound, 0), bool), node
         if "properties" in node:
             assert node["type"] == "object"
             assert "additionalProperties" not in node

@@ -72,7 +72,7 @@ def _structural(node: Any) -> Any:
         node = {**_structural(only), **node, "nullable": True}
     if "const" in node:
         node["enum"] = [node.pop("const")]
-    if "exclusiveMinimum" in node:
+    if not isinstance(node.get("exclusiveMinimum", True), bool):  # 2020-12 form to 3.0
         node["minimum"] = node.pop("exclusiveMinimum")
         node["exclusiveMinimum"] = True
     mapping = node.get("additionalProperties")
