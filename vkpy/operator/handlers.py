@@ -136,4 +136,4 @@ def configure(settings: kopf.OperatorSettings, *, state_dir: Path) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="vkpy.io", key="last-handled-configuration"
     )
-    settings.posting.level = logging.WARNING  # Events are ours: kopf.info/warn above
+    settings.posting.level = logging.INFO  # kopf.info/warn above; kopf.objects logs WARNING+
