@@ -151,3 +151,17 @@ async def test_secrets_become_private_files(tmp_path):
         await secret_files.materialise(kube, "ns", {"k": gone}, tmp_path)
     with pytest.raises(ConfigError, match="has no key 'nope'"):
         await secret_files.materialise(kube, "ns", {"k": nokey}, tmp_path)
+
+
+def test_the_example_virtual_nodes_are_valid():
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    documents = list(yaml.safe_load_all((root / "examples/operator/virtualnodes.yaml").read_text()))
+    kinds = set()
+    for vn in documents:
+        refs = secret_refs(vn["spec"])
+        files = {field: Path(f"/s/{field}") for field in refs}
+        result = settings(vn["spec"], name=vn["metadata"]["name"], files=files)
+        kinds.add(result.backend.kind)
+    assert kinds == {"podman", "slurm", "htcondor"}
