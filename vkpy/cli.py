@@ -1,4 +1,4 @@
-"""The ``vkpy`` command line: ``run``, ``check-config``, ``version``.
+"""The ``vkpy`` command line: ``run``, ``operator``, ``check-config``, ``version``.
 
 Flags are named like the kubelet's (``--kubeconfig``, ``--node-name``) and override
 the config file and the ``VKPY_*`` environment.
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import platform
 import sys
 from pathlib import Path
@@ -37,10 +38,65 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--node-name", help="name of the virtual node (overrides node.name)")
     run.add_argument("--log-format", choices=("text", "json"), help="log record format")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_operator_parser(commands)
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", type=Path)
     commands.add_parser("version", help="print the version and exit")
     return parser
+
+
+def add_operator_parser(commands: Any) -> None:
+    operator = commands.add_parser("operator", help="run a virtual node per VirtualNode object")
+    operator.add_argument("--kubeconfig", type=Path, help="as for run")
+    operator.add_argument(
+        "--namespace", action="append", default=[], help="watch only this namespace (repeatable)"
+    )
+    operator.add_argument(
+        "--kubelet-port-range", default="10300-10399", help="one kubelet API port per node"
+    )
+    operator.add_argument("--kubelet-address", default="127.0.0.1", help="kubelet APIs listen here")
+    operator.add_argument("--advertise-address", help="the Nodes' InternalIP (default: listen)")
+    operator.add_argument("--state-dir", type=Path, help="the nodes' state and Secret files")
+    operator.add_argument("--status-seconds", type=float, default=5.0)
+    operator.add_argument("--peering", help="kopf peering name: replicas with one active")
+    operator.add_argument("--priority", type=int, default=0, help="kopf peering priority")
+    operator.add_argument(
+        "--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    operator.add_argument("--log-format", choices=("text", "json"), default="text")
+    operator.add_argument(
+        "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO"
+    )
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from vkpy.logsetup import configure
+    from vkpy.operator.main import Options, run
+    from vkpy.operator.ports import parse_range
+    from vkpy.operator.translate import Defaults
+
+    configure(args.log_level, args.log_format)
+    state_dir = args.state_dir or Path(
+        "/var/lib/vkpy-operator"
+        if os.geteuid() == 0
+        else Path.home() / ".local/state/vkpy-operator"
+    )
+    options = Options(
+        kubeconfig=args.kubeconfig,
+        defaults=Defaults(
+            state_dir=state_dir,
+            kubelet_address=args.kubelet_address,
+            advertise_address=args.advertise_address,
+        ),
+        kubelet_ports=parse_range(args.kubelet_port_range),
+        namespaces=tuple(args.namespace),
+        status_seconds=args.status_seconds,
+        peering=args.peering,
+        priority=args.priority,
+        liveness=args.liveness,
+    )
+    asyncio.run(run(options))
+    return 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vkpy {__version__} (Python {platform.python_version()})")
         return 0
     try:
+        if args.command == "operator":
+            return _operator(args)
         if args.command == "check-config":
             settings = load(args.file)
             print(json.dumps(settings.model_dump(mode="json"), indent=2))

@@ -46,6 +46,7 @@ __all__ = [
     "SlurmConfig",
     "SshConfig",
     "Taint",
+    "describe",
     "load",
     "read_document",
     "state_directory",
@@ -238,7 +239,8 @@ def state_directory(settings: Settings) -> Path:
     return base / settings.node.name
 
 
-def _describe(error: ValidationError) -> str:
+def describe(error: ValidationError) -> str:
+    """One line naming every invalid field and its problem."""
     problems = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
@@ -265,6 +267,6 @@ def load(path: Path | None, overrides: dict[str, Any] | None = None) -> Settings
         return Settings(**(overrides or {}))
     except ValidationError as exc:
         source = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{source}invalid configuration: {_describe(exc)}") from exc
+        raise ConfigError(f"{source}invalid configuration: {describe(exc)}") from exc
     finally:
         _document.reset(token)

@@ -51,9 +51,10 @@ def service_account_dir() -> Path:
     return Path(os.environ.get(SERVICE_ACCOUNT_DIR_ENV) or SERVICE_ACCOUNT_DIR)
 
 
-async def connect(kubeconfig: Path | None) -> ApiClient:
+async def connect(kubeconfig: Path | None, *, pool_size: int = CONNECTION_POOL_SIZE) -> ApiClient:
     """An ApiClient from ``kubeconfig``, else the service account (in a pod, or as
-    `service_account_dir` says), else ``$KUBECONFIG``."""
+    `service_account_dir` says), else ``$KUBECONFIG``; ``pool_size`` connections at most
+    (each open watch holds one)."""
     configuration = Configuration()
     try:
         if kubeconfig is not None:
@@ -83,7 +84,7 @@ async def connect(kubeconfig: Path | None) -> ApiClient:
                 "no Kubernetes credentials: pass --kubeconfig, set KUBECONFIG, "
                 "or run in a pod with a service account"
             )
-        configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+        configuration.connection_pool_maxsize = pool_size
         # Loads the CA file: an unreadable or garbled one is an OSError (ssl.SSLError).
         return ApiClient(configuration)
     except kube_config.ConfigException as exc:

@@ -21,6 +21,7 @@ from vkpy.testing.controlplane import ControlPlane, ControlPlanePorts, ControlPl
 from vkpy.testing.htcondor_config import htcondor_agent_config
 from vkpy.testing.processes import Supervisor
 from vkpy.testing.slurm_config import slurm_agent_config
+from vkpy.testing.virtualnodes import write_virtual_nodes
 
 SHARED_DIR = Path("/var/lib/vkpy-testbed")
 SSH_PORT = 22222
@@ -71,7 +72,8 @@ def podman_agent_config(endpoints: Endpoints) -> dict[str, object]:
 
 
 def write_agent_configs(endpoints: Endpoints) -> None:
-    """``.testbed/{podman,slurm,htcondor}.yaml``. Each keeps the agent's state (its
+    """``.testbed/{podman,slurm,htcondor}.yaml``, and the same as VirtualNodes in
+    ``.testbed/virtualnodes.yaml``. Each keeps the agent's state (its
     serving certificate above all) under ``.testbed/agent-state``, so a second clone's
     testbed, with a CA of its own, never meets the first one's certificate, and
     ``make clean`` removes it."""
@@ -84,6 +86,12 @@ def write_agent_configs(endpoints: Endpoints) -> None:
     for name, config in configs.items():
         config["state_dir"] = str(endpoints.state / "agent-state")
         (endpoints.state / name).write_text(header + yaml.safe_dump(config, sort_keys=False))
+    write_virtual_nodes(
+        endpoints.state / "virtualnodes.yaml",
+        configs,
+        key=endpoints.ssh.client_key,
+        known_hosts=endpoints.ssh.known_hosts,
+    )
 
 
 def default_state_dir() -> Path:
