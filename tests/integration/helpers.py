@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from vkpy.errors import KubeApiError
 from vkpy.jsontypes import JSON
 from vkpy.kube.client import Kube
 from vkpy.testing.waiting import eventually
@@ -60,6 +61,15 @@ def pod_for(
 async def pod_phase(kube: Kube, namespace: str, name: str) -> str | None:
     pod = await kube.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
     return (pod.get("status") or {}).get("phase")
+
+
+async def pod_gone(kube: Kube, namespace: str, name: str) -> bool:
+    """Whether the API answers 404 for the pod: its agent confirmed the deletion."""
+    try:
+        await kube.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+    except KubeApiError as exc:
+        return exc.status == 404
+    return False
 
 
 async def events_for(kube: Kube, namespace: str, name: str) -> list[JSON]:

@@ -23,12 +23,11 @@ import pytest
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient
 
-from vkpy.errors import KubeApiError
 from vkpy.kube.client import Kube
 from vkpy.testing import pki
 from vkpy.testing.waiting import eventually, eventually_sync
 
-from .helpers import AgentProcess, node_ready, pod_for, pod_phase
+from .helpers import AgentProcess, node_ready, pod_for, pod_gone, pod_phase
 from .streaming import PortForward, Terminal, kubectl_env, run_kubectl
 
 NS = "default"
@@ -149,18 +148,10 @@ async def running_node(target, kube, workdir, name, *, kind, mode, kubelet_api):
     finally:
         with contextlib.suppress(Exception):  # the agent confirms the deletion
             await kube.delete(f"/api/v1/namespaces/{NS}/pods/{name}-pod")
-            await eventually(lambda: pod_gone(kube, f"{name}-pod"), timeout=30, what="pod gone")
+            await eventually(lambda: pod_gone(kube, NS, f"{name}-pod"), timeout=30, what="pod gone")
         agent.stop()
         with contextlib.suppress(Exception):
             await kube.delete(f"/api/v1/nodes/{name}")
-
-
-async def pod_gone(kube: Kube, pod: str) -> bool:
-    try:
-        await kube.get(f"/api/v1/namespaces/{NS}/pods/{pod}")
-    except KubeApiError as exc:
-        return exc.status == 404
-    return False
 
 
 def pod_stderr(stderr: bytes) -> bytes:

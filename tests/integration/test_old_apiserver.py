@@ -18,7 +18,6 @@ from kubernetes_asyncio import config
 
 from vkpy.agent import Agent
 from vkpy.config import load
-from vkpy.errors import KubeApiError
 from vkpy.kube.client import Kube
 from vkpy.testing import pki
 from vkpy.testing.instant import InstantBackend
@@ -27,7 +26,7 @@ from vkpy.testing.oldapiserver import OldApiserver
 from vkpy.testing.testbed import Endpoints
 from vkpy.testing.waiting import eventually
 
-from .helpers import kubectl, logs_become, node_ready, pod_for
+from .helpers import kubectl, logs_become, node_ready, pod_for, pod_gone
 
 NS = "default"
 
@@ -145,16 +144,8 @@ async def test_agent_registers_and_kubectl_logs_reach_its_kubelet_api(
         with contextlib.suppress(Exception):
             await old_kube.delete(f"/api/v1/namespaces/{NS}/pods/{pod}")
         with contextlib.suppress(AssertionError):  # the agent confirms the deletion
-            await eventually(lambda: gone(old_kube, pod), what="pod deleted by the agent")
+            await eventually(lambda: pod_gone(old_kube, NS, pod), what="pod deleted by the agent")
         agent.stop()
         await asyncio.wait_for(task, 10)
         with contextlib.suppress(Exception):
             await old_kube.delete(f"/api/v1/nodes/{name}")
-
-
-async def gone(kube: Kube, pod: str) -> bool:
-    try:
-        await kube.get(f"/api/v1/namespaces/{NS}/pods/{pod}")
-    except KubeApiError as exc:
-        return exc.status == 404
-    return False

@@ -19,6 +19,13 @@ PodLookup = Callable[[str, str], Mapping[str, Any] | None]
 PodLister = Callable[[], Iterable[Mapping[str, Any]]]
 
 
+def container_names(pod: Mapping[str, Any]) -> set[str]:
+    """Every container a pod from `PodLookup` names: app, init and ephemeral."""
+    spec = pod.get("spec") or {}
+    kinds = ("containers", "initContainers", "ephemeralContainers")
+    return {c.get("name", "") for kind in kinds for c in spec.get(kind) or ()}
+
+
 class KubeRequests(Protocol):
     """One request to the Kubernetes API, JSON in and out.
 

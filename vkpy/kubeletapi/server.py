@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -42,7 +42,7 @@ from vkpy.config import KubeletApiConfig
 from vkpy.errors import BackendError, BackendUnavailable, PodNotFound, UnsupportedLogOption
 from vkpy.kubeletapi.auth import User
 from vkpy.kubeletapi.logquery import parse_log_query
-from vkpy.kubeletapi.protocols import PodLister, PodLookup, TlsProvider
+from vkpy.kubeletapi.protocols import PodLister, PodLookup, TlsProvider, container_names
 from vkpy.kubeletapi.streaming.handlers import StreamingRoutes
 
 logger = logging.getLogger(__name__)
@@ -62,12 +62,6 @@ class RequestAuth(Protocol):
     """Authenticates and authorizes a request; raises the aiohttp HTTP error to answer."""
 
     async def check(self, request: web.BaseRequest) -> User: ...
-
-
-def container_names(pod: Mapping[str, Any]) -> set[str]:
-    spec = pod.get("spec") or {}
-    kinds = ("containers", "initContainers", "ephemeralContainers")
-    return {c.get("name", "") for kind in kinds for c in spec.get(kind) or ()}
 
 
 def _path_label(path: str) -> str:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
 
@@ -25,7 +24,7 @@ from vkpy.errors import (
     PortUnreachable,
     StreamingUnsupported,
 )
-from vkpy.kubeletapi.protocols import PodLookup
+from vkpy.kubeletapi.protocols import PodLookup, container_names
 from vkpy.kubeletapi.spdy.transport import ByteReader, ByteWriter
 from vkpy.kubeletapi.streaming import spdyexec, spdyforward, websocket
 from vkpy.kubeletapi.streaming.channels import (
@@ -62,12 +61,6 @@ def backend_error(exc: BackendError) -> web.HTTPException:
     if isinstance(exc, BackendUnavailable):
         return web.HTTPServiceUnavailable(text=f"the backend is unavailable: {exc}")
     return web.HTTPInternalServerError(text=str(exc))
-
-
-def _container_names(pod: Mapping[str, Any]) -> set[str]:
-    spec = pod.get("spec") or {}
-    kinds = ("containers", "initContainers", "ephemeralContainers")
-    return {c.get("name", "") for kind in kinds for c in spec.get(kind) or ()}
 
 
 class StreamingRoutes:
@@ -111,7 +104,7 @@ class StreamingRoutes:
         uid = str((pod.get("metadata") or {}).get("uid", ""))
         if info.get("uid") and info["uid"] != uid:
             raise web.HTTPNotFound(text="pod not found")
-        if container is not None and container not in _container_names(pod):
+        if container is not None and container not in container_names(pod):
             raise web.HTTPNotFound(text=f'container not found ("{container}")')
         return uid
 
