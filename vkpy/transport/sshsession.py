@@ -36,6 +36,11 @@ class SshSession:
         self._tty = tty
         self._release = release
         self._closed = False
+        # A window change that comes while srun still launches its step is lost there;
+        # the size is set again, with a nudge the pty cannot ignore, once output shows
+        # the command runs.
+        self._early_size: TerminalSize | None = None
+        self._started = False
 
     async def output(self, stream: OutputStream) -> AsyncIterator[bytes]:
         reader = self._process.stdout if stream == "stdout" else self._process.stderr
@@ -46,6 +51,9 @@ class SshSession:
                 raise BackendUnavailable(f"{self._target}: session broke: {exc}") from exc
             if not chunk:
                 return
+            if not self._started:
+                self._started = True
+                await self._replay_size()
             yield chunk
 
     async def write(self, data: bytes) -> None:
@@ -64,7 +72,16 @@ class SshSession:
 
     async def resize(self, size: TerminalSize) -> None:
         if self._tty:
+            if not self._started:
+                self._early_size = size
             with contextlib.suppress(*_FAILURES):
+                self._process.change_terminal_size(size.width, size.height)
+
+    async def _replay_size(self) -> None:
+        size, self._early_size = self._early_size, None
+        if size is not None:
+            with contextlib.suppress(*_FAILURES):
+                self._process.change_terminal_size(size.width, size.height + 1)
                 self._process.change_terminal_size(size.width, size.height)
 
     async def signal(self, name: str) -> None:
