@@ -7,8 +7,8 @@ import uuid
 from vkpy.testing.waiting import eventually
 
 
-async def _submit(login_node, body: str) -> int:
-    workdir = f"standin-{uuid.uuid4().hex[:8]}"
+async def _submit(login_node, body: str, workdir: str = "") -> int:
+    workdir = workdir or f"standin-{uuid.uuid4().hex[:8]}"
     await login_node.run(f"mkdir -p {workdir}", check=True)
     result = await login_node.run(f"cd {workdir} && condor_submit -", input=body, check=True)
     assert "job(s) submitted to cluster" in result.stdout
@@ -33,16 +33,20 @@ async def _wait(login_node, command, cluster, predicate):
 
 async def test_a_job_runs_and_leaves_the_queue_with_its_exit_code(login_node):
     uid = uuid.uuid4().hex
+    workdir = f"standin-{uid[:8]}"
+    # The job ends only once the test has seen it run: a slow poll never misses the window.
     cluster = await _submit(
         login_node,
         (
             "executable = /bin/sh\n"
-            "arguments = \"-c 'echo started; sleep 1; exit 3'\"\n"
+            "arguments = \"-c 'echo started; until [ -e release ]; do sleep 0.1; done; exit 3'\"\n"
             f'output = out.txt\nerror = err.txt\n+VkpyPodUID = "{uid}"\nqueue\n'
         ),
+        workdir,
     )
     running = await _wait(login_node, "condor_q", cluster, lambda ad: ad["JobStatus"] == 2)
     assert running["VkpyPodUID"] == uid
+    await login_node.run(f"touch {workdir}/release", check=True)
     done = await _wait(login_node, "condor_history", cluster, lambda ad: ad["JobStatus"] == 4)
     assert (done["ExitCode"], done["ExitBySignal"]) == (3, False)
     assert await _ads(login_node, "condor_q", cluster) == []
