@@ -58,10 +58,12 @@ def add_operator_parser(commands: Any) -> None:
     operator.add_argument("--advertise-address", help="the Nodes' InternalIP (default: listen)")
     operator.add_argument("--state-dir", type=Path, help="the nodes' state and Secret files")
     operator.add_argument("--status-seconds", type=float, default=5.0)
-    operator.add_argument("--peering", help="kopf peering name: replicas with one active")
-    operator.add_argument("--priority", type=int, default=0, help="kopf peering priority")
+    add_election_arguments(operator)
     operator.add_argument(
         "--liveness", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    operator.add_argument(
+        "--health-port", type=int, default=0, help="plain-HTTP /healthz here (0: off)"
     )
     operator.add_argument("--log-format", choices=("text", "json"), default="text")
     operator.add_argument(
@@ -69,8 +71,52 @@ def add_operator_parser(commands: Any) -> None:
     )
 
 
+def add_election_arguments(operator: Any) -> None:
+    """kube-controller-manager's leader-election flags (durations in seconds, or '15s')."""
+    operator.add_argument(
+        "--leader-elect", action="store_true", help="replicas: only a Lease's holder serves"
+    )
+    operator.add_argument("--leader-elect-lease-duration", type=seconds, default=15.0)
+    operator.add_argument("--leader-elect-renew-deadline", type=seconds, default=10.0)
+    operator.add_argument("--leader-elect-retry-period", type=seconds, default=2.0)
+    operator.add_argument("--leader-elect-resource-name", default="vkpy-operator")
+    operator.add_argument(
+        "--leader-elect-resource-namespace", help="default: the pod's namespace, else default"
+    )
+
+
+def seconds(text: str) -> float:
+    value = float(text.removesuffix("s"))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration must be positive")
+    return value
+
+
+def _election(args: argparse.Namespace) -> Any:
+    from vkpy.kube.client import service_account_dir
+    from vkpy.operator.election import Election, pod_namespace
+
+    if not args.leader_elect:
+        return None
+    namespace = args.leader_elect_resource_namespace or pod_namespace(str(service_account_dir()))
+    election = Election(
+        name=args.leader_elect_resource_name,
+        namespace=namespace or "default",
+        lease_duration=args.leader_elect_lease_duration,
+        renew_deadline=args.leader_elect_renew_deadline,
+        retry_period=args.leader_elect_retry_period,
+    )
+    if not election.lease_duration > election.renew_deadline > 1.2 * election.retry_period:
+        raise ConfigError(
+            "--leader-elect-lease-duration must exceed --leader-elect-renew-deadline, "
+            "which must exceed 1.2 x --leader-elect-retry-period"
+        )
+    return election
+
+
 def _operator(args: argparse.Namespace) -> int:
     from vkpy.logsetup import configure
+    from vkpy.operator.election import LeadershipLost
     from vkpy.operator.main import Options, run
     from vkpy.operator.ports import parse_range
     from vkpy.operator.translate import Defaults
@@ -91,11 +137,15 @@ def _operator(args: argparse.Namespace) -> int:
         kubelet_ports=parse_range(args.kubelet_port_range),
         namespaces=tuple(args.namespace),
         status_seconds=args.status_seconds,
-        peering=args.peering,
-        priority=args.priority,
+        election=_election(args),
         liveness=args.liveness,
+        health_port=args.health_port,
     )
-    asyncio.run(run(options))
+    try:
+        asyncio.run(run(options))
+    except LeadershipLost as exc:
+        print(f"vkpy operator: {exc}; exiting so that another replica serves", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -152,6 +153,30 @@ def kubectl(testbed: Any, *args: str, timeout: float = 60) -> subprocess.Complet
     return subprocess.run(
         ["kubectl", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO
     )
+
+
+def account_files(testbed: Any, tmp_path: Path, account: str, namespace: str = "vkpy") -> Path:
+    """What Kubernetes mounts at /var/run/secrets/kubernetes.io/serviceaccount for a pod
+    of ``account``: a token of its own, the cluster CA and the namespace."""
+    token = kubectl(testbed, "create", "token", account, "-n", namespace, "--duration=1h")
+    assert token.returncode == 0, token.stderr
+    directory = tmp_path / "serviceaccount"
+    directory.mkdir()
+    (directory / "token").write_text(token.stdout.strip())
+    (directory / "ca.crt").write_bytes(testbed.cluster.ca.cert.read_bytes())
+    (directory / "namespace").write_text(namespace)
+    return directory
+
+
+def in_cluster_env(testbed: Any, account_dir: Path) -> dict[str, str]:
+    """The environment of a pod: the apiserver's service address and the account's files
+    (VKPY_SERVICE_ACCOUNT_DIR standing in for the usual mount), no kubeconfig."""
+    server = urlsplit(testbed.cluster.server)
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["KUBERNETES_SERVICE_HOST"] = str(server.hostname)
+    env["KUBERNETES_SERVICE_PORT"] = str(server.port)
+    env["VKPY_SERVICE_ACCOUNT_DIR"] = str(account_dir)
+    return env
 
 
 @contextlib.asynccontextmanager

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -38,7 +37,7 @@ from vkpy.errors import KubeApiError
 from vkpy.kube.client import Kube
 from vkpy.testing.waiting import eventually
 
-from .helpers import events_for, kubectl, pod_for, pod_phase
+from .helpers import account_files, events_for, in_cluster_env, kubectl, pod_for, pod_phase
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = "system:serviceaccount:vkpy:vkpy"
@@ -65,13 +64,7 @@ async def kube(kube_api: ApiClient) -> Kube:
 @pytest.fixture
 def account_dir(testbed, agent_account, tmp_path) -> Path:
     """What Kubernetes mounts at /var/run/secrets/kubernetes.io/serviceaccount."""
-    token = kubectl(testbed, "create", "token", "vkpy", "-n", "vkpy", "--duration=1h")
-    assert token.returncode == 0, token.stderr
-    directory = tmp_path / "serviceaccount"
-    directory.mkdir()
-    (directory / "token").write_text(token.stdout.strip())
-    (directory / "ca.crt").write_bytes(testbed.cluster.ca.cert.read_bytes())
-    return directory
+    return account_files(testbed, tmp_path, "vkpy")
 
 
 def shipped_config() -> dict[str, Any]:
@@ -109,16 +102,7 @@ class InClusterAgent:
         self.config = tmp_path / "agent.yaml"
         self.config.write_text(yaml.safe_dump(document))
         self.log = tmp_path / "agent.log"
-        server = urlsplit(testbed.cluster.server)
-        self.env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        self.env.update(
-            {
-                "KUBERNETES_SERVICE_HOST": str(server.hostname),
-                "KUBERNETES_SERVICE_PORT": str(server.port),
-                "VKPY_SERVICE_ACCOUNT_DIR": str(account_dir),
-                **env,
-            }
-        )
+        self.env = {**in_cluster_env(testbed, account_dir), **env}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -21,19 +21,24 @@ from .helpers import kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
-FILES = sorted(p for p in MANIFESTS.glob("*.yaml") if p.name != "kustomization.yaml")
+FILES = sorted(
+    p
+    for p in (*MANIFESTS.glob("*.yaml"), *MANIFESTS.glob("operator/*.yaml"))
+    if p.name != "kustomization.yaml"
+)
 OVERLAYS = sorted(p.parent for p in (ROOT / "examples/deploy").glob("*/kustomization.yaml"))
 AGENT = "system:serviceaccount:vkpy:vkpy"
 CONFIG = "/etc/vkpy/config.yaml"
 
 
 def test_there_is_something_to_check():
-    names = {p.name for p in FILES}
+    names = {str(p.relative_to(MANIFESTS)) for p in FILES}
     assert {"namespace.yaml", "rbac.yaml", "deployment.yaml", "configmap.yaml"} <= names
+    assert {"operator/rbac.yaml", "operator/deployment.yaml"} <= names
     assert {"podman", "slurm"} <= {p.name for p in OVERLAYS}
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(MANIFESTS)))
 def test_every_manifest_passes_a_server_dry_run(testbed, agent_account, path):
     result = kubectl(testbed, "apply", "--dry-run=server", "-f", str(path))
     assert result.returncode == 0, result.stderr
@@ -209,8 +214,8 @@ DENIED = [
 ]
 
 
-def can_i(testbed, check: tuple[str, ...]) -> str:
-    result = kubectl(testbed, "auth", "can-i", *check, f"--as={AGENT}")
+def can_i(testbed, check: tuple[str, ...], who: str = AGENT) -> str:
+    result = kubectl(testbed, "auth", "can-i", *check, f"--as={who}")
     answer = result.stdout.strip()
     assert answer in ("yes", "no"), result.stderr  # an answer, not an error
     return answer
@@ -224,3 +229,52 @@ def test_the_account_may_do_what_the_agent_does(testbed, agent_account, check):
 @pytest.mark.parametrize("check", DENIED, ids=" ".join)
 def test_the_account_may_do_nothing_else(testbed, agent_account, check):
     assert can_i(testbed, check) == "no"
+
+
+OPERATOR = "system:serviceaccount:vkpy:vkpy-operator"
+VN = "virtualnodes.vkpy.io"
+# What the operator does beyond its nodes' own rules (manifests/operator/rbac.yaml).
+OPERATOR_ALLOWED = [
+    ("list", VN, "-A"),  # kopf's watch
+    ("watch", VN, "-A"),
+    ("patch", VN, "-n", "default"),  # its finalizer and bookkeeping annotations
+    ("patch", VN, "--subresource=status", "-n", "default"),
+    ("delete", "nodes"),  # Drain
+    ("list", "pods", "-A"),  # the nodes' pod watch; Drain lists a node's pods
+    ("create", "leases.coordination.k8s.io", "-n", "vkpy"),  # --leader-elect
+    ("get", "leases.coordination.k8s.io/vkpy-operator", "-n", "vkpy"),
+    ("update", "leases.coordination.k8s.io/vkpy-operator", "-n", "vkpy"),
+]
+OPERATOR_DENIED = [
+    ("create", VN, "-n", "default"),  # VirtualNodes are the users'
+    ("delete", VN, "-n", "default"),
+    ("update", VN, "-n", "default"),
+    ("list", "namespaces"),  # kopf scans nothing: exact namespaces, one resource
+    ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("update", "leases.coordination.k8s.io/other", "-n", "vkpy"),
+    ("update", "leases.coordination.k8s.io/vkpy-operator", "-n", "default"),
+    ("list", "secrets", "-A"),
+    ("delete", "pods", "--subresource=eviction", "-n", "default"),
+    ("update", "certificatesigningrequests.certificates.k8s.io", "--subresource=approval"),
+    ("*", "*"),
+]
+
+
+@pytest.fixture(scope="module")
+def operator_account(testbed, agent_account) -> None:
+    done = kubectl(
+        testbed,
+        *("apply", "-f", "manifests/operator/virtualnode-crd.yaml"),
+        *("-f", "manifests/operator/rbac.yaml"),
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("check", OPERATOR_ALLOWED, ids=" ".join)
+def test_the_operator_may_do_what_it_does(testbed, operator_account, check):
+    assert can_i(testbed, check, OPERATOR) == "yes"
+
+
+@pytest.mark.parametrize("check", OPERATOR_DENIED, ids=" ".join)
+def test_the_operator_may_do_nothing_else(testbed, operator_account, check):
+    assert can_i(testbed, check, OPERATOR) == "no"

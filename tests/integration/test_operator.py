@@ -1,15 +1,23 @@
 """`vkpy operator` on the real control plane: VirtualNodes made from the testbed's own
 agent configs (Podman, Slurm, HTCondor stand-in) become Ready Nodes that run pods;
-spec changes, both delete policies, a broken node and a kill -9 of the operator."""
+spec changes, both delete policies, a broken node, a kill -9 of the operator, and two
+replicas under leader election.
+
+The operator runs as it runs in a pod: in-cluster credentials of the ``vkpy-operator``
+ServiceAccount of manifests/operator/rbac.yaml and no kubeconfig, so every test proves
+that RBAC too; a refused API call anywhere in its log fails the test.
+"""
 
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +31,46 @@ from vkpy.operator.crd import GROUP, PLURAL, VERSION
 from vkpy.testing.virtualnodes import spec_from_config, ssh_secret, virtual_node
 from vkpy.testing.waiting import eventually
 
-from .helpers import events_for, kubectl, node_ready, pod_for, pod_phase
+from .helpers import (
+    account_files,
+    events_for,
+    in_cluster_env,
+    kubectl,
+    node_ready,
+    pod_for,
+    pod_phase,
+)
 
 IMAGE = "localhost/busybox:latest"
 NS = "default"
 VN_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}"
 PORTS = "10420-10439"
+# The apiserver's message for a 403 says "forbidden"; KubeApiError prints the status.
+REFUSED = re.compile(r"forbidden|unauthorized|: 40[13]\b", re.IGNORECASE)
 
 
 class OperatorProcess:
-    def __init__(self, testbed: Any, tmp_path: Path) -> None:
-        self.state = tmp_path / "operator"
-        self.log = tmp_path / "operator.log"
-        self.env = {**os.environ, "KUBECONFIG": str(testbed.cluster.admin_kubeconfig)}
+    def __init__(
+        self,
+        testbed: Any,
+        tmp_path: Path,
+        account: Path,
+        *,
+        name: str = "operator",
+        ports: str = PORTS,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.state = tmp_path / name
+        self.log = tmp_path / f"{name}.log"
+        self.ports = ports
+        self.extra = extra
+        self.env = in_cluster_env(testbed, account)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "vkpy.cli", "operator", "--namespace", NS]
-        argv += ["--kubelet-port-range", PORTS, "--state-dir", str(self.state)]
-        argv += ["--status-seconds", "1"]
+        argv += ["--kubelet-port-range", self.ports, "--state-dir", str(self.state)]
+        argv += ["--status-seconds", "1", *self.extra]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, env=self.env
@@ -53,7 +82,32 @@ class OperatorProcess:
             self.process.wait(40)
 
     def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+        return "\n".join(self.text().splitlines()[-40:])
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def refused(self) -> list[str]:
+        return [line for line in self.text().splitlines() if REFUSED.search(line)]
+
+
+@pytest.fixture(scope="module")
+def operator_account(testbed, agent_account, crd_installed) -> Iterator[None]:
+    """The CRD and manifests/operator/rbac.yaml, applied for real (the node rules are
+    agent_account's). The testbed has no approver for kubelet serving certificates, so
+    the nodes approve their own, as the optional manifest allows, for this module only."""
+    rbac = ("-f", "manifests/operator/rbac.yaml")
+    approver = ("-f", "manifests/operator/csr-approver-rbac.yaml")
+    done = kubectl(testbed, "apply", *rbac, *approver)
+    assert done.returncode == 0, done.stderr
+    yield
+    kubectl(testbed, "delete", "--ignore-not-found", *approver)
+
+
+@pytest.fixture
+def account(testbed, operator_account, tmp_path) -> Path:
+    """What Kubernetes mounts at /var/run/secrets/kubernetes.io/serviceaccount."""
+    return account_files(testbed, tmp_path, "vkpy-operator")
 
 
 @pytest.fixture(scope="module")
@@ -69,26 +123,33 @@ async def kube(kube_api: ApiClient) -> Kube:
     return Kube(kube_api)
 
 
-@pytest.fixture
-async def operator(
-    testbed, login_user, crd_installed, tmp_path, kube
-) -> AsyncIterator[OperatorProcess]:
+async def ssh_secret_installed(testbed, login_user, kube) -> None:
     secret = ssh_secret(testbed.ssh.client_key, testbed.ssh.known_hosts)
     with contextlib.suppress(KubeApiError):
         await kube.delete(f"/api/v1/namespaces/{NS}/secrets/{secret['metadata']['name']}")
     await kube.create(f"/api/v1/namespaces/{NS}/secrets", secret)
-    process = OperatorProcess(testbed, tmp_path)
+
+
+async def drain_all(kube: Kube) -> None:
+    for item in (await kube.get(VN_PATH))["items"]:  # Drain by default: nodes go too
+        with contextlib.suppress(KubeApiError):
+            await kube.delete(f"{VN_PATH}/{item['metadata']['name']}")
+    with contextlib.suppress(AssertionError):
+        await eventually(lambda: no_virtual_nodes(kube), timeout=90, what="VNs gone")
+
+
+@pytest.fixture
+async def operator(testbed, login_user, account, tmp_path, kube) -> AsyncIterator[OperatorProcess]:
+    await ssh_secret_installed(testbed, login_user, kube)
+    process = OperatorProcess(testbed, tmp_path, account)
     process.start()
     try:
         yield process
     finally:
-        for item in (await kube.get(VN_PATH))["items"]:  # Drain by default: nodes go too
-            with contextlib.suppress(KubeApiError):
-                await kube.delete(f"{VN_PATH}/{item['metadata']['name']}")
-        with contextlib.suppress(AssertionError):
-            await eventually(lambda: no_virtual_nodes(kube), timeout=90, what="VNs gone")
+        await drain_all(kube)
         process.stop()
         print(process.tail())
+    assert not process.refused(), "\n".join(process.refused())
 
 
 async def no_virtual_nodes(kube: Kube) -> bool:
@@ -295,22 +356,83 @@ async def test_an_invalid_spec_shows_in_status_and_events(testbed, operator, kub
     assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events), events
 
 
-async def test_kill_9_and_restart_adopts_every_pod(testbed, operator, kube):
+async def sleeping_nodes(
+    testbed, kube: Kube, operator: OperatorProcess, prefix: str
+) -> dict[str, tuple[str, int]]:
+    """A Podman and a Slurm node with a running sleeper each: its container, by node."""
     suffix = uuid.uuid4().hex[:5]
-    nodes = {"podman": f"op-kp-{suffix}", "slurm": f"op-ks-{suffix}"}
+    nodes = {"podman": f"{prefix}p-{suffix}", "slurm": f"{prefix}s-{suffix}"}
     for kind, node in nodes.items():
         await create(kube, node, spec_of(testbed, f"{kind}.yaml", node))
     for kind, node in nodes.items():
         await ready(kube, operator, node)
         await kube.create(f"/api/v1/namespaces/{NS}/pods", sleeper(node, f"{node}-p", kind))
-    before = {node: started(await running_pod(kube, f"{node}-p")) for node in nodes.values()}
+    return {node: started(await running_pod(kube, f"{node}-p")) for node in nodes.values()}
+
+
+async def adopted(kube: Kube, operator: OperatorProcess, before: dict[str, tuple[str, int]]):
+    """Every node Ready again under ``operator``, its pod running in the same container."""
+    for node in before:
+        await ready(kube, operator, node)
+    await asyncio.sleep(3)
+    for node, container in before.items():
+        pod = await kube.get(f"/api/v1/namespaces/{NS}/pods/{node}-p")
+        assert pod["status"]["phase"] == "Running"
+        assert started(pod) == container, f"{node}: started again"
+
+
+async def test_kill_9_and_restart_adopts_every_pod(testbed, operator, kube):
+    before = await sleeping_nodes(testbed, kube, operator, "op-k")
     operator.stop(signal.SIGKILL)
     operator.start()
     await asyncio.sleep(5)
-    for node in nodes.values():
-        await ready(kube, operator, node)
-    await asyncio.sleep(3)
-    for node in nodes.values():
-        pod = await kube.get(f"/api/v1/namespaces/{NS}/pods/{node}-p")
-        assert pod["status"]["phase"] == "Running"
-        assert started(pod) == before[node], f"{node}: started again"
+    await adopted(kube, operator, before)
+
+
+LEASE = "/apis/coordination.k8s.io/v1/namespaces/vkpy/leases/vkpy-operator"
+
+
+async def lease_holder(kube: Kube) -> str | None:
+    try:
+        return (await kube.get(LEASE)).get("spec", {}).get("holderIdentity")
+    except KubeApiError:
+        return None
+
+
+async def test_two_replicas_one_serves_and_a_kill_9_hands_over(
+    testbed, login_user, account, tmp_path, kube
+):
+    await ssh_secret_installed(testbed, login_user, kube)
+    with contextlib.suppress(KubeApiError):  # a lease left by an earlier run would delay us
+        await kube.delete(LEASE)
+    elect = ("--leader-elect",)
+    first = OperatorProcess(testbed, tmp_path, account, name="first", extra=elect)
+    second = OperatorProcess(
+        testbed, tmp_path, account, name="second", ports="10440-10459", extra=elect
+    )
+    first.start()
+    try:
+        await eventually(lambda: "leading:" in first.text(), timeout=60, what="first leads")
+        second.start()
+        await eventually(lambda: "waiting to lead" in second.text(), timeout=60, what="standby")
+        before = await sleeping_nodes(testbed, kube, first, "op-h")
+        assert "leading:" not in second.text(), "a standby served while the leader ran"
+        assert await lease_holder(kube) in first.text()
+
+        killed = time.monotonic()
+        first.stop(signal.SIGKILL)
+        await eventually(lambda: "leading:" in second.text(), timeout=60, what="second leads")
+        print(f"handover after kill -9: {time.monotonic() - killed:.1f} s")
+        await adopted(kube, second, before)
+
+        await drain_all(kube)
+        second.stop()  # SIGTERM: the leader lets its Lease go for the next replica
+        assert second.process is not None and second.process.returncode == 0, second.tail()
+        assert not await lease_holder(kube)
+    finally:
+        await drain_all(kube)
+        for replica in (first, second):
+            replica.stop()
+            print(replica.tail())
+    refused = first.refused() + second.refused()
+    assert not refused, "\n".join(refused)

@@ -137,3 +137,6 @@ def configure(settings: kopf.OperatorSettings, *, state_dir: Path) -> None:
         prefix="vkpy.io", key="last-handled-configuration"
     )
     settings.posting.level = logging.INFO  # kopf.info/warn above; kopf.objects logs WARNING+
+    # One resource, known, in exact namespaces: no scan of namespaces or CRDs, so the
+    # ServiceAccount needs no rights to list either.
+    settings.scanning.disabled = True

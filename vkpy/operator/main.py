@@ -16,8 +16,10 @@ from kubernetes_asyncio.client import Configuration
 
 from vkpy.kube.client import Kube, connect
 from vkpy.metrics import count_kube_request
+from vkpy.operator.election import Election, serve_while_leading
 from vkpy.operator.fleet import Fleet
 from vkpy.operator.handlers import Handlers, configure
+from vkpy.operator.health import serve_health
 from vkpy.operator.ports import PortPool
 from vkpy.operator.translate import Defaults
 from vkpy.wiring import build_backend
@@ -35,9 +37,9 @@ class Options:
     kubelet_ports: range
     namespaces: tuple[str, ...] = ()  # none: every namespace
     status_seconds: float = 5.0
-    peering: str | None = None  # a kopf peering name: HA replicas, one active
-    priority: int = 0
-    liveness: str | None = None  # e.g. http://0.0.0.0:8080/healthz
+    election: Election | None = None  # replicas: only the Lease's holder serves
+    liveness: str | None = None  # kopf's, while serving: e.g. http://0.0.0.0:8080/healthz
+    health_port: int = 0  # /healthz of the process, leading or standing by; 0: off
 
 
 async def connection_info(configuration: Configuration) -> kopf.ConnectionInfo:
@@ -68,8 +70,6 @@ def build_registry(kube: Kube, fleet: Fleet, options: Options) -> kopf.OperatorR
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings, state_dir=options.defaults.state_dir)
-        settings.peering.priority = options.priority
-        settings.peering.lifetime = 15  # a dead leader's replica takes over this soon
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
@@ -84,16 +84,26 @@ async def run(options: Options) -> None:
     api = await connect(options.kubeconfig, pool_size=MAX_CONNECTIONS)
     kube = Kube(api, on_request=count_kube_request)
     fleet = Fleet(kube, PortPool(options.kubelet_ports), build_backend)
+
+    async def serve() -> None:
+        try:
+            await kopf.operator(
+                registry=build_registry(kube, fleet, options),
+                clusterwide=not options.namespaces,
+                namespaces=options.namespaces,
+                standalone=True,  # one replica serves: the election's Lease says which
+                liveness_endpoint=options.liveness,
+            )
+        finally:
+            await fleet.close()
+
+    health = await serve_health(options.health_port) if options.health_port else None
     try:
-        await kopf.operator(
-            registry=build_registry(kube, fleet, options),
-            clusterwide=not options.namespaces,
-            namespaces=options.namespaces,
-            standalone=options.peering is None,
-            peering_name=options.peering,
-            priority=options.priority,
-            liveness_endpoint=options.liveness,
-        )
+        if options.election is None:
+            await serve()
+        else:
+            await serve_while_leading(kube, options.election, serve)
     finally:
-        await fleet.close()
+        if health is not None:
+            await health.cleanup()
         await kube.close()
