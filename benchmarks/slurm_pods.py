@@ -1,16 +1,19 @@
-"""`make bench` (Slurm part): 100 pods at once through `vkpy run` on the testbed's Slurm,
-over its sshd as the unprivileged login user.
+"""`make bench` (Slurm part): one pod, then many at once (``BENCH_SLURM_PODS``, 1000 by
+default), through `vkpy run` on the testbed's Slurm, over its sshd as the unprivileged
+login user, at the default settings.
 
 Measures, with the agent in its own process:
 
-- apply → job submitted: from just before each pod is created to the agent's log line
-  "submitted as Slurm job N" (and the agent's own staging + sbatch time in that line);
-- job state change → pod status: the job turning RUNNING, and the job leaving the queue
-  as COMPLETED, as Slurm's own `squeue` shows them (polled every 0.2 s, as root), to the
-  pod's Running, and Succeeded, phase arriving on a watch;
-- squeue calls per status tick (`vkpy_runner_commands_total{command="squeue"}` over
-  `vkpy_backend_calls_total{operation="list"}` on the agent's /metrics: each tick is one
-  list), and the SSH connections the agent opened over the whole run.
+- one pod: apply → Running seen on a watch, next to Slurm's own sbatch → RUNNING (the
+  agent's "submitted" log line to squeue first showing the job RUNNING) in the same run;
+- many pods: apply → job submitted, from just before each pod is created to the agent's
+  log line "submitted as Slurm job N" (p50, p99);
+- job state change → pod status: the job turning RUNNING, and finished, as Slurm's own
+  `squeue` shows them (polled every 0.2 s, as root), to the pod's Running, and
+  Succeeded, phase arriving on a watch (p50, p99);
+- slurmctld RPCs the login user caused, from `sdiag`'s per-user counts: per minute
+  while the pods ran (after the last submission, until the last pod ended), and in all;
+- the agent's squeue and sacct calls, and the SSH connections it opened.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,8 +44,8 @@ from vkpy.kube.client import Kube, connect
 from vkpy.testing.rootless import prepare_login_user
 from vkpy.testing.testbed import Endpoints
 
-PODS = int(os.environ.get("BENCH_SLURM_PODS", "100"))
-POLL_SECONDS = float(os.environ.get("BENCH_SLURM_POLL_SECONDS", "1"))
+PODS = int(os.environ.get("BENCH_SLURM_PODS", "1000"))
+COMMAND = ["sh", "-c", os.environ.get("BENCH_SLURM_COMMAND", "true; sleep 30")]
 NAMESPACE = "default"
 SUBMITTED = re.compile(
     r"^(\S+ \S+) INFO .*pod \S+/(\S+) \(uid [^)]*\): submitted as Slurm job \d+ in (\d+) ms"
@@ -127,11 +131,36 @@ def metrics(port: int) -> dict[str, float]:
 
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
+    if not ordered:
+        return {}
     return {
-        "median_ms": round(statistics.median(ordered) * 1000),
-        "p95_ms": round(ordered[int(len(ordered) * 0.95) - 1] * 1000),
+        "n": len(ordered),
+        "p50_ms": round(statistics.median(ordered) * 1000),
+        "p99_ms": round(ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000),
         "max_ms": round(ordered[-1] * 1000),
     }
+
+
+USER_RPC = re.compile(r"^\s*(\S+)\s+\(\s*(\d+)\)\s+count:(\d+)")
+
+
+def rpcs_by_user(sdiag: str) -> dict[str, int]:
+    """`sdiag`'s "Remote Procedure Call statistics by user" section, as counts."""
+    counts: dict[str, int] = {}
+    section = False
+    for line in sdiag.splitlines():
+        if line.startswith("Remote Procedure Call statistics"):
+            section = "by user" in line
+            continue
+        match = USER_RPC.match(line) if section else None
+        if match:
+            counts[match[1]] = int(match[3])
+    return counts
+
+
+def user_rpcs(user: str) -> int:
+    done = subprocess.run(["sdiag"], capture_output=True, text=True, check=True)
+    return rpcs_by_user(done.stdout).get(user, 0)
 
 
 async def until(
@@ -149,14 +178,84 @@ async def until(
         await asyncio.sleep(0.2)
 
 
+def submitted_times(log: Path) -> dict[str, float]:
+    """When the agent logged each pod submitted, by pod name."""
+    submitted: dict[str, float] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        match = SUBMITTED.match(line)
+        if match:
+            stamp = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            submitted[match[2]] = stamp
+    return submitted
+
+
+@dataclass
+class Seen:
+    """What the benchmark saw happen, as wall-clock times."""
+
+    slurm_running: dict[str, float]  # pod uid → squeue first showed its job RUNNING
+    slurm_final: dict[str, float]  # pod uid → squeue first showed its job finished
+    phases: dict[str, dict[str, float]]  # phase → pod uid → a watch delivered it
+
+    def ended(self) -> int:
+        return len(self.phases.get("Succeeded", {})) + len(self.phases.get("Failed", {}))
+
+    def lags(self, uids: list[str]) -> dict[str, Any]:
+        running = self.phases.get("Running", {})
+        succeeded = self.phases.get("Succeeded", {})
+        return {
+            "job_running_to_pod_running_seen": summary(
+                [
+                    running[u] - self.slurm_running[u]
+                    for u in uids
+                    if u in running and u in self.slurm_running
+                ]
+            ),
+            "job_finished_to_pod_succeeded_seen": summary(
+                [
+                    succeeded[u] - self.slurm_final[u]
+                    for u in uids
+                    if u in succeeded and u in self.slurm_final
+                ]
+            ),
+        }
+
+
+async def one_pod(
+    apply: Callable[[str], Awaitable[str]],
+    *,
+    name: str,
+    log: Path,
+    seen: Seen,
+    applied: dict[str, float],
+    tasks: list[asyncio.Task[None]],
+) -> dict[str, int]:
+    """One pod alone: apply → Running, next to Slurm's own sbatch → RUNNING."""
+    uid = await apply(name)
+
+    async def running() -> bool:
+        return uid in seen.phases.get("Running", {}) and uid in seen.slurm_running
+
+    await until(running, "the first pod to run", 120, tasks)
+    submitted = submitted_times(log)[name]
+    single = {
+        "apply_to_pod_running_seen_ms": round((seen.phases["Running"][uid] - applied[name]) * 1000),
+        "slurm_sbatch_to_running_ms": round((seen.slurm_running[uid] - submitted) * 1000),
+        "apply_to_job_submitted_ms": round((submitted - applied[name]) * 1000),
+    }
+    single["gap_over_slurm_ms"] = (
+        single["apply_to_pod_running_seen_ms"] - single["slurm_sbatch_to_running_ms"]
+    )
+    await until(lambda: _true(seen.ended() >= 1), "the first pod to end", 120, tasks)
+    return single
+
+
 async def bench(endpoints: Endpoints, work: Path) -> dict[str, Any]:
     prepare_login_user(endpoints.ssh.user)  # Slurm jobs run containers with it
     node = f"bench-slurm-{uuid.uuid4().hex[:6]}"
     health_port = free_port()
     config = yaml.safe_load((endpoints.state / "slurm.yaml").read_text())
-    config.update(
-        {"state_dir": str(work / "agent"), "log_level": "INFO", "status_poll_seconds": POLL_SECONDS}
-    )
+    config.update({"state_dir": str(work / "agent"), "log_level": "INFO"})
     config["kubelet_api"].update({"port": 0, "health_port": health_port})
     config_file = work / "agent.yaml"
     config_file.write_text(yaml.safe_dump(config))
@@ -165,49 +264,46 @@ async def bench(endpoints: Endpoints, work: Path) -> dict[str, Any]:
     with open(log, "wb") as out:
         agent = subprocess.Popen([*argv, "--node-name", node], stdout=out, stderr=subprocess.STDOUT)
     kube = Kube(await connect(None))
-    slurm_running: dict[str, float] = {}
-    slurm_final: dict[str, float] = {}
-    seen: dict[str, dict[str, float]] = {}
+    seen = Seen({}, {}, {})
     tasks: list[asyncio.Task[None]] = []
     pods_path = f"/api/v1/namespaces/{NAMESPACE}/pods"
+    applied: dict[str, float] = {}
+
+    async def apply(name: str) -> str:
+        applied[name] = time.time()
+        created = await kube.create(pods_path, pod(node, name, COMMAND))
+        return str(created["metadata"]["uid"])
+
     try:
         await until(lambda: node_ready(kube, node), "the node to be Ready", 60)
         tasks = [
-            asyncio.create_task(slurm_states(node, slurm_running, slurm_final)),
-            asyncio.create_task(phases_seen(kube, node, seen)),
+            asyncio.create_task(slurm_states(node, seen.slurm_running, seen.slurm_final)),
+            asyncio.create_task(phases_seen(kube, node, seen.phases)),
         ]
         await asyncio.sleep(0.5)  # the watch is open
-        applied: dict[str, float] = {}
 
-        async def apply(name: str) -> str:
-            applied[name] = time.time()
-            created = await kube.create(pods_path, pod(node, name, ["sleep", "5"]))
-            return str(created["metadata"]["uid"])
+        single = await one_pod(
+            apply, name=f"{node}-one", log=log, seen=seen, applied=applied, tasks=tasks
+        )
 
+        # Many pods at once.
+        user = endpoints.ssh.user
         began = time.monotonic()
-        uids = await asyncio.gather(*(apply(f"{node}-{i}") for i in range(PODS)))
+        names = [f"{node}-{i}" for i in range(PODS)]
+        uids = list(await asyncio.gather(*(apply(n) for n in names)))
         applied_in = time.monotonic() - began
 
-        async def all_done() -> bool:
-            return len(seen.get("Succeeded", {})) + len(seen.get("Failed", {})) >= PODS
+        async def all_submitted() -> bool:
+            return len(submitted_times(log)) >= PODS + 1
 
-        await until(all_done, "every pod to end", 900, tasks)
-        all_ended = time.monotonic() - began
-        await asyncio.sleep(2 * POLL_SECONDS)  # a few ticks with every pod finished
+        await until(all_submitted, "every pod to be submitted", 600, tasks)
+        rpcs_at_submitted, submitted_at = user_rpcs(user), time.monotonic()
+        await until(lambda: _true(seen.ended() >= PODS + 1), "every pod to end", 3600, tasks)
+        rpcs_at_end, ended_at = user_rpcs(user), time.monotonic()
+        all_ended = ended_at - began
         counters = metrics(health_port)
-        await kube.request("DELETE", pods_path, query={"labelSelector": f"bench={node}"})
-
-        async def gone() -> bool:
-            return not (await kube.get(pods_path, labelSelector=f"bench={node}"))["items"]
-
-        await until(gone, "the pods to be deleted", 300)
-        base = Path(pwd.getpwnam(endpoints.ssh.user).pw_dir) / config["backend"]["work_dir"] / node
-
-        async def drained() -> bool:  # the agent removes work directories after API pods
-            return not any(base.iterdir())
-
-        await until(drained, "the work directories to be removed", 120)
-        base.rmdir()
+        home = Path(pwd.getpwnam(endpoints.ssh.user).pw_dir)
+        await clean_up(kube, node, home / config["backend"]["work_dir"] / node)
     finally:
         for task in tasks:
             task.cancel()
@@ -216,63 +312,51 @@ async def bench(endpoints: Endpoints, work: Path) -> dict[str, Any]:
         await kube.request("DELETE", f"/api/v1/nodes/{node}")
         await kube.close()
 
-    timings = Timings(applied, uids, slurm_running, slurm_final, seen)
+    submitted = submitted_times(log)
+    running_minutes = (ended_at - submitted_at) / 60
     return {
+        "one_pod": single,
         "pods": PODS,
-        "status_poll_seconds": POLL_SECONDS,
-        "pods_failed": len(seen.get("Failed", {})),
+        "command": COMMAND,
+        "pods_failed": len(seen.phases.get("Failed", {})),
         "create_requests_s": round(applied_in, 2),
         "all_pods_ended_s": round(all_ended, 1),
-        **timings.report(log),
-        "status_ticks": counters.get("lists"),
-        "squeue_calls": counters.get("squeue"),
-        "squeue_calls_per_tick": round(counters["squeue"] / counters["lists"], 3),
-        "sacct_calls": counters.get("sacct", 0),
+        "jobs_submitted": len(submitted) - 1,
+        "apply_to_job_submitted": summary(
+            [submitted[n] - applied[n] for n in names if n in submitted]
+        ),
+        **seen.lags(uids),
+        "slurmctld_rpcs_by_login_user_per_minute_while_running": round(
+            (rpcs_at_end - rpcs_at_submitted) / running_minutes, 1
+        ),
+        "running_window_minutes": round(running_minutes, 1),
+        "agent_squeue_calls": counters.get("squeue"),
+        "agent_sacct_calls": counters.get("sacct", 0),
+        "agent_status_reads": counters.get("lists"),
         "ssh_connections_opened": counters.get("ssh_connections"),
         "agent_closing_line": closing_line(log),
     }
 
 
-@dataclass(frozen=True)
-class Timings:
-    """What the benchmark saw happen, as wall-clock times."""
+async def clean_up(kube: Kube, node: str, base: Path) -> None:
+    """Delete the pods; wait until the agent has removed them and their work directories."""
+    pods_path = f"/api/v1/namespaces/{NAMESPACE}/pods"
+    await kube.request("DELETE", pods_path, query={"labelSelector": f"bench={node}"})
 
-    applied: dict[str, float]  # pod name → just before its create request
-    uids: list[str]
-    slurm_running: dict[str, float]  # pod uid → squeue first showed its job RUNNING
-    slurm_final: dict[str, float]  # pod uid → squeue first showed its job finished
-    seen: dict[str, dict[str, float]]  # phase → pod uid → a watch delivered it
+    async def gone() -> bool:
+        return not (await kube.get(pods_path, labelSelector=f"bench={node}"))["items"]
 
-    def report(self, log: Path) -> dict[str, Any]:
-        submitted: dict[str, float] = {}
-        staging_sbatch_ms = []
-        for line in log.read_text(errors="replace").splitlines():
-            match = SUBMITTED.match(line)
-            if match:
-                stamp = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                submitted[match[2]] = stamp
-                staging_sbatch_ms.append(int(match[3]))
-        running = self.seen.get("Running", {})
-        succeeded = self.seen.get("Succeeded", {})
-        return {
-            "jobs_submitted": len(submitted),
-            "apply_to_job_submitted": summary([submitted[n] - self.applied[n] for n in submitted]),
-            "agent_staging_plus_sbatch_median_ms": statistics.median(staging_sbatch_ms),
-            "job_running_to_pod_running_seen": summary(
-                [
-                    running[u] - self.slurm_running[u]
-                    for u in self.uids
-                    if u in running and u in self.slurm_running
-                ]
-            ),
-            "job_finished_to_pod_succeeded_seen": summary(
-                [
-                    succeeded[u] - self.slurm_final[u]
-                    for u in self.uids
-                    if u in succeeded and u in self.slurm_final
-                ]
-            ),
-        }
+    await until(gone, "the pods to be deleted", 600)
+
+    async def drained() -> bool:  # the agent removes work directories after API pods
+        return not any(base.iterdir())
+
+    await until(drained, "the work directories to be removed", 300)
+    base.rmdir()
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def closing_line(log: Path) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vkpy.aio import supervise
-from vkpy.backend import Backend, Health, LogReader, PodNotifier
+from vkpy.backend import Backend, Health, LogReader, Paced, PodNotifier
 from vkpy.config import Settings, state_directory
 from vkpy.errors import BackendError, ConfigError
 from vkpy.events import EventRecorder
@@ -56,6 +56,17 @@ def client_ca(settings: Settings, kube: Kube) -> bytes | None:
         ) from exc
 
 
+def poll_seconds(settings: Settings, backend: Backend) -> float:
+    """How often the pod controller reads the backend's records: a backend that pushes
+    changes only as a safety net; one that sets its own pace (the batch backends' fast
+    clock) at that pace."""
+    if isinstance(backend, PodNotifier):
+        return settings.pod_resync_seconds
+    if isinstance(backend, Paced):
+        return backend.poll_seconds
+    return settings.status_poll_seconds
+
+
 def declared_features(settings: Settings, backend: Backend) -> tuple[str, ...]:
     """What the Node declares: WebSocket streaming only when this kubelet API serves it,
     since an apiserver then sends kubectl's WebSockets here for every pod."""
@@ -84,10 +95,7 @@ class Agent:
             self.events,
             node_name=settings.node.name,
             node_ip=self.identity.address,
-            # A backend that pushes changes is polled only as a safety net.
-            poll_seconds=settings.pod_resync_seconds
-            if isinstance(backend, PodNotifier)
-            else settings.status_poll_seconds,
+            poll_seconds=poll_seconds(settings, backend),
             resync_seconds=settings.pod_resync_seconds,
             allocatable=self._allocatable,
             backend_seen=self._backend_seen,

@@ -6,6 +6,8 @@
 - `Workers`: one ordered worker per key. A mark while its worker runs makes it run once
   more, never twice at a time; timers mark a key later (a retry, a deadline, a back-off's
   end).
+- `Batcher`: calls that arrive together (within a window, or while the previous batch
+  is in flight) go out as one batch; each caller gets its own answer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any, Generic, TypeVar
 logger = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
+Item = TypeVar("Item")
+Answer = TypeVar("Answer")
 Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 _MAX_DOUBLINGS = 62  # past any cap, and small enough for a float
 
@@ -160,3 +164,56 @@ class Workers(Generic[K]):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Batcher(Generic[Item, Answer]):
+    """``await batcher.call(item)``: items that arrive within ``window`` seconds of the
+    first, or while a batch is in flight, go to ``flush`` together (at most ``largest``
+    at a time, one batch in flight). ``flush`` answers each item by its position; what
+    it raises, every caller of that batch gets."""
+
+    def __init__(
+        self,
+        flush: Callable[[list[Item]], Awaitable[list[Answer]]],
+        *,
+        window: float,
+        largest: int,
+        name: str = "batch",
+    ) -> None:
+        self._flush = flush
+        self._window = window
+        self._largest = max(1, largest)
+        self._name = name
+        self._waiting: list[tuple[Item, asyncio.Future[Answer]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def call(self, item: Item) -> Answer:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run(), name=self._name)
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        await asyncio.sleep(self._window)
+        while self._waiting:
+            taken = self._waiting[: self._largest]
+            del self._waiting[: self._largest]
+            live = [(i, f) for i, f in taken if not f.done()]
+            if not live:
+                continue
+            try:
+                answers = await self._flush([i for i, _ in live])
+            except Exception as exc:  # every caller of the batch gets it
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            except asyncio.CancelledError:
+                for _, future in [*live, *self._waiting]:
+                    future.cancel()
+                self._waiting.clear()
+                raise
+            for (_, future), answer in zip(live, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)

@@ -304,6 +304,15 @@ class PodNotifier(Protocol):
 
 
 @runtime_checkable
+class Paced(Protocol):
+    """A polled backend that says how often it should be polled (it may answer from
+    what it read last when nothing is due)."""
+
+    @property
+    def poll_seconds(self) -> float: ...
+
+
+@runtime_checkable
 class LogReader(Protocol):
     """A backend that serves container logs to the kubelet API."""
 

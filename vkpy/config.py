@@ -208,8 +208,9 @@ class Settings(BaseSettings):
     status_poll_seconds: float = Field(
         5.0,
         gt=0,
-        description="How often backend status is read for all pods in one call "
-        "(backends that push changes are read every pod_resync_seconds instead).",
+        description="How often backend status is read for all pods in one call, for "
+        "backends that set no pace of their own (backends that push changes are read "
+        "every pod_resync_seconds; batch backends every backend.status_read_seconds).",
     )
     log_format: Literal["text", "json"] = Field("text", description="Log record format.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -24,7 +24,7 @@ async def condor_jobs(backend: HTCondorBackend, uid: str) -> list[str]:
     return [f"{ad['ClusterId']}.0" for ad in ads]
 
 
-HOST = contract.Host(instances=condor_jobs, submissions=lambda b: b.runner.calls["condor_submit"])
+HOST = contract.Host(instances=condor_jobs, submissions=lambda b: b.submitted)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ async def slurm_jobs(backend: SlurmBackend, uid: str) -> list[str]:
     return (await remote(backend, argv)).split()
 
 
-HOST = contract.Host(instances=slurm_jobs, submissions=lambda b: b.runner.calls["sbatch"])
+HOST = contract.Host(instances=slurm_jobs, submissions=lambda b: b.submitted)
 
 
 @pytest.fixture

@@ -96,11 +96,11 @@ def test_constraints_parse_as_classad_expressions():
 
 def test_submit_and_existing_commands_quote_nothing_of_the_pod():
     prepared = script.Prepared(UID, "/w/p", (), (), "")
-    argv = list(script.submission(prepared, queue.submit_argv("/w/p/job.sub"), existing=()).submit)
-    assert argv[:2] == ["sh", "-c"] and argv[-3:] == ["condor_submit", "-terse", "/w/p/job.sub"]
+    argv = list(script.submission(prepared, queue.submit_argv("/w/p/job.sub"), existing=()).command)
+    assert argv == ["condor_submit", "-terse", "/w/p/job.sub"]
     existing = queue.existing_argv("/w/p/status/_jobid", "vk-c", UID)
     assert existing[-1] == f'VkpyNode == "vk-c" && VkpyPodUID == "{UID}"'
-    assert shlex.split(argv[2])  # the fixed script is valid shell text
+    assert shlex.split(existing[2])  # the fixed script is valid shell text
 
 
 @pytest.mark.parametrize(

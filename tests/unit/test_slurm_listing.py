@@ -1,11 +1,18 @@
 """What list() reports across listings, from status files and Slurm records it is given."""
 
+from collections import Counter
+
+import pytest
+
 from vkpy.backend import Running, Terminated
+from vkpy.backends.batch.clock import QueueClock
+from vkpy.backends.batch.naming import Layout
 from vkpy.backends.batch.records import PodFiles, PodMeta
 from vkpy.backends.slurm.listing import Listing
 from vkpy.backends.slurm.queue import JobRecord
 from vkpy.backends.slurm.state import JobState
-from vkpy.transport import LocalRunner
+from vkpy.errors import BackendUnavailable
+from vkpy.transport import Completed, LocalRunner
 
 UID = "3f1c2b4a-5d6e-4f70-8a9b-0c1d2e3f4a5b"
 META = PodMeta("ns", "p", (), ("main",), {"main": "img"}, "Never")
@@ -94,3 +101,89 @@ def test_pods_whose_work_directory_vanished_are_forgotten():
     assert UID in seen.known  # once could be a job just found in the queue
     seen._records({}, {}, {})
     assert UID not in seen.known
+
+
+def test_a_job_seen_waiting_that_began_since_is_running_without_a_new_squeue():
+    seen = listing()
+    waiting = files([], [])
+    seen.begins = {UID: 0}
+    first = seen._records(waiting, queue(JobState.PENDING), {})
+    assert first[UID].containers[0].state.reason == "ContainerCreating"
+    began = files(["begin 100 h 9 -"], ["start 101 0"])
+    assert isinstance(main_state(seen._records(began, queue(JobState.PENDING), {})), Running)
+
+
+def test_a_requeued_job_the_queue_shows_waiting_is_not_taken_for_running():
+    seen = listing()
+    before = files(["begin 100 h 9 -"], ["start 101 0"])
+    seen.begins = {UID: 1}  # the squeue that said PENDING saw this begin already
+    state = main_state(seen._records(before, queue(JobState.PENDING), {}))
+    assert not isinstance(state, Running)
+
+
+def test_containers_that_all_ended_0_are_final_without_waiting_for_slurm():
+    seen = listing()
+    ended = files(["begin 100 h 9 -", "end 0 103"], ["start 101 0", "exit 0 102 0"])
+    runs = seen._records(ended, queue(JobState.RUNNING), {})  # squeue is older
+    state = main_state(runs)
+    assert isinstance(state, Terminated) and state.reason == "Completed"
+    assert seen.known[UID].final is not None and not seen.clock.asked
+
+
+def test_a_failure_waits_for_slurms_word_and_asks_the_queue_sooner():
+    seen = listing()
+    running = files(["begin 100 h 9 -"], ["start 101 0"])
+    seen._records(running, queue(JobState.RUNNING), {})
+    failed = files(["begin 100 h 9 -", "end 137 103"], ["start 101 0", "exit 137 102 0"])
+    held = seen._records(failed, queue(JobState.RUNNING), {})
+    assert isinstance(main_state(held), Running)  # Slurm may say OUT_OF_MEMORY, TIMEOUT...
+    assert seen.clock.asked and seen.known[UID].final is None
+
+
+class Scripted:
+    """A runner that answers the status read with the time only, and squeue as told."""
+
+    def __init__(self, squeue: Completed) -> None:
+        self.squeue = squeue
+        self.calls: Counter[str] = Counter()
+
+    async def run(self, argv, *, stdin=None, timeout=None, idempotent=False):  # type: ignore[no-untyped-def]
+        self.calls[argv[0]] += 1
+        if argv[0] == "squeue":
+            return self.squeue
+        return Completed(tuple(argv), 0, b"1000\n")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_failing_scheduler_is_asked_no_more_often_than_the_floor():
+    down = Completed(
+        ("squeue",), 1, b"", b"slurm_load_jobs error: Unable to contact slurm controller"
+    )
+    runner, clock = Scripted(down), Clock()
+    seen = Listing(runner, node="n", accounting="none", clock=QueueClock(30, 10, now=clock))
+    for moment in (0, 1, 2, 5, 9.9):
+        clock.now = moment
+        with pytest.raises(BackendUnavailable, match="squeue failed"):
+            await seen.list(Layout("/w/n"))
+    assert runner.calls["squeue"] == 1
+    clock.now = 10
+    runner.squeue = Completed(("squeue",), 0, b"")
+    assert await seen.list(Layout("/w/n")) == {}
+    assert runner.calls["squeue"] == 2
+
+
+async def test_with_nothing_unfinished_a_listing_reads_nothing_until_its_clocks_say():
+    runner, clock = Scripted(Completed(("squeue",), 0, b"")), Clock()
+    seen = Listing(runner, node="n", accounting="none", clock=QueueClock(30, 10, now=clock))
+    await seen.list(Layout("/w/n"))
+    first = dict(runner.calls)
+    for _ in range(5):
+        await seen.list(Layout("/w/n"))
+    assert dict(runner.calls) == first  # quiet: the last answer again, no command

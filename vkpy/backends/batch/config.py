@@ -81,3 +81,47 @@ class BatchConfig(Strict):
         "<work_dir>/<node>/.deleted, for debugging; 0 removes it at once.",
     )
     max_pods: int = Field(1000, ge=1, description="Pods the node accepts.")
+    status_read_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often the status files of the node's unfinished pods are read "
+        "while any of them starts, runs or stops: one command on the login node, touching "
+        "only the filesystem, reading only the files that changed.",
+    )
+    quiet_read_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How often the status files are read while every unfinished pod has "
+        "waited in the queue for a minute or more.",
+    )
+    queue_read_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How often the queue is read (squeue and sacct, condor_q and "
+        "condor_history) for what only the scheduler knows: pending reasons, vanished "
+        "jobs, node failures, preemption, time limits. It is read sooner, once, when the "
+        "files show something only the queue can explain.",
+    )
+    min_queue_interval_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="For site admins: the queue is never read more often than this, "
+        "whatever happens (status listings and submissions; see the README for what "
+        "else queries the scheduler).",
+    )
+    submit_window_seconds: float = Field(
+        0.05,
+        ge=0,
+        description="Pods created within this window, or while a submission is under "
+        "way, are staged and submitted together, in one command on the login node; "
+        "each pod still gets its own job.",
+    )
+    submit_batch_max: int = Field(
+        200, ge=1, description="At most this many pods go in one submission command."
+    )
+    submit_parallel: int = Field(
+        8,
+        ge=1,
+        description="Submit commands (sbatch, condor_submit) that one submission command "
+        "runs at a time.",
+    )

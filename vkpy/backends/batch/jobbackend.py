@@ -3,10 +3,10 @@
 Each pod lives in a work directory ``<work_dir>/<node>/<pod uid>`` on the login (or
 submit) node, reached through a command runner. This base owns the whole flow:
 
-- ``create`` renders the pod, checks that it has no job yet (its ``status/_jobid``,
-  else the queue), stages the work directory in one command and submits the job in
-  one remote command that also records the job id: a retried create finds that id and
-  never submits twice.
+- ``create`` renders the pod and, unless the last listing knows its job already, hands
+  it to the bulk submission (`bulk`): pods created together are staged and submitted
+  in one remote command, which checks each pod's own markers first, so a retried
+  create never submits twice and costs no queue query.
 - ``list`` is the system's `PodBook`, plus a sweep of containers a killed job left.
 - ``delete`` cancels jobs still queued, hands running ones the grace period and stops
   them gracefully, stops hard what still runs after it, waits until the batch system
@@ -27,6 +27,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import weakref
@@ -34,9 +35,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
+from vkpy.aio import Batcher
 from vkpy.backend import Capacity, Health, LogOptions, PodRun, PodSpec
-from vkpy.backends.batch import logs, naming, runtime, script, streams, workdir
+from vkpy.backends.batch import bulk, logs, naming, runtime, script, streams, workdir
 from vkpy.backends.batch.book import Known, PodBook
+from vkpy.backends.batch.clock import Pace, QueueClock
 from vkpy.backends.batch.config import BatchConfig
 from vkpy.backends.batch.naming import Layout
 from vkpy.backends.batch.podlog import PodLog, pod_log
@@ -88,6 +91,13 @@ class JobBackend(abc.ABC, Generic[C]):
             config, node=node_name, relocatable=self.relocatable
         )
         self.book = self.new_book()
+        self._submitter: Batcher[script.Submission, bulk.Outcome | None] = Batcher(
+            self._submit_many,
+            window=config.submit_window_seconds,
+            largest=config.submit_batch_max,
+            name=f"submit-{node_name}",
+        )
+        self.submitted = 0  # jobs this backend submitted (not found submitted)
         self._clock = clock
         self._poll = poll_seconds
         self._layout: Layout | None = None
@@ -103,7 +113,21 @@ class JobBackend(abc.ABC, Generic[C]):
 
     @abc.abstractmethod
     def new_book(self) -> PodBook:
-        """The system's listing of the node's pods."""
+        """The system's listing of the node's pods (on `queue_clock` and `pace`)."""
+
+    def queue_clock(self) -> QueueClock:
+        return QueueClock(
+            interval=self.config.queue_read_seconds, floor=self.config.min_queue_interval_seconds
+        )
+
+    def pace(self) -> Pace:
+        return Pace(quiet=self.config.quiet_read_seconds)
+
+    @property
+    def poll_seconds(self) -> float:
+        """How often the agent should call list(): the fast clock (`PodBook.list` paces
+        itself slower when every pod is quiet)."""
+        return self.config.status_read_seconds
 
     @abc.abstractmethod
     def submission(self, pod: PodSpec, layout: Layout) -> script.Submission:
@@ -220,27 +244,69 @@ class JobBackend(abc.ABC, Generic[C]):
         submission = self.submission(pod, layout)
         log = self._pod_log(pod.uid, pod.namespace, pod.name)
         async with self._lock(pod.uid):
-            found = await self.runner.run(submission.existing, idempotent=True)
-            existing = self.parse_job_id(found.text) if found.ok else None
-            if existing:
-                self._remember(pod, existing)
-                log.debug("has %s job %s already", self.system, existing)
+            known = self.book.known.get(pod.uid)
+            if known is not None and known.job_id:
+                log.debug("has %s job %s already", self.system, known.job_id)
                 return
             started = time.monotonic()
-            await workdir.stage(self.runner, submission.dirs, submission.files)
-            answer = await self.runner.run(submission.submit)
-            command = submission.command[0]
-            if not answer.ok:
-                await self._refused(pod, submission.pod_dir, command, answer, log)
-            job_id = self.parse_job_id(answer.text)
-            if not job_id:
-                raise BackendUnavailable(f"{command} printed no job id: {answer.describe()}")
+            outcome = await self._submitter.call(submission)
+            job_id = await self._settle(pod, submission, outcome, log)
             self._remember(pod, job_id)
-        self._pod_log(pod.uid, pod.namespace, pod.name, job_id).info(
-            "submitted as %s job %s in %.0f ms",
-            self.system,
-            job_id,
-            (time.monotonic() - started) * 1000,
+        if outcome is not None and outcome.kind == "submitted":
+            self.submitted += 1
+            self._pod_log(pod.uid, pod.namespace, pod.name, job_id).info(
+                "submitted as %s job %s in %.0f ms",
+                self.system,
+                job_id,
+                (time.monotonic() - started) * 1000,
+            )
+
+    async def _submit_many(self, submissions: list[script.Submission]) -> list[bulk.Outcome | None]:
+        """One remote command stages and submits them all (`bulk`)."""
+        layout = await self._ready()
+        data = bulk.archive(layout, submissions, mtime=time.time())
+        uids = [s.uid for s in submissions]
+        argv = bulk.argv(layout, uids, parallel=self.config.submit_parallel)
+        answer = await self.runner.run(argv, stdin=data, idempotent=True)
+        if answer.status in (70, 71):
+            raise BackendUnavailable(
+                f"cannot write the work directories under {layout.base}: {answer.describe()}"
+            )
+        outcomes = bulk.parse(answer.text)
+        if len(submissions) > 1:
+            logger.debug("submitted %d pods in one command", len(submissions))
+        return [outcomes.get(uid) for uid in uids]
+
+    async def _settle(
+        self,
+        pod: PodSpec,
+        submission: script.Submission,
+        outcome: bulk.Outcome | None,
+        log: PodLog,
+    ) -> str:
+        """The pod's job id from its outcome; raises to be retried (or rejected)."""
+        command = submission.command[0]
+        if outcome is None:
+            raise BackendUnavailable(f"the submission of pod {pod.key} gave no answer")
+        if outcome.kind in ("submitted", "existing"):
+            return outcome.job_id
+        if outcome.kind == "refused" and outcome.answer is not None:
+            refused = dataclasses.replace(outcome.answer, argv=submission.command)
+            await self._refused(pod, submission.pod_dir, command, refused, log)
+        if outcome.kind == "asked" and outcome.answer is not None:
+            # An earlier attempt's answer was lost; the queue knows its job.
+            job_id = self.parse_job_id(outcome.answer.text)
+            if job_id:
+                log.info("found %s job %s of an earlier submission", self.system, job_id)
+                await self.runner.put(
+                    f"{submission.pod_dir}/status/{naming.JOB_ID}",
+                    f"{job_id}\n".encode(),
+                    mode=0o600,
+                )
+                return job_id
+        raise BackendUnavailable(
+            f"cannot tell whether pod {pod.key} was submitted: the {self.system} queue did "
+            "not answer; retrying"
         )
 
     def _remember(self, pod: PodSpec, job_id: str) -> None:
@@ -295,7 +361,8 @@ class JobBackend(abc.ABC, Generic[C]):
         known = self.book.known.get(uid, Known())
         async with self._lock(uid):
             log = self._pod_log(uid, known.namespace, known.name, known.job_id)
-            active = await self.active(uid)
+            # A job the last queue listing showed over has nothing left to stop.
+            active = () if self.book.settled(uid) else await self.active(uid)
             if active:
                 await self._stop(uid, layout, active, grace_seconds, log)
             await self._clean(uid, layout, log)

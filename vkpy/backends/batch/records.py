@@ -82,23 +82,30 @@ class PodFiles:
 
 def parse_status_lines(output: str, layout: Layout) -> dict[str, PodFiles]:
     """``grep -H '' status/*`` output (``path:line``) → the files of each pod, by UID."""
-    pods: dict[str, PodFiles] = {}
+    by_pod: dict[str, dict[str, list[str]]] = {}
     for line in output.splitlines():
         path, colon, content = line.partition(":")
         where = layout.uid_of_status_file(path) if colon else None
-        if where is None:
-            continue
-        uid, name = where
-        files = pods.setdefault(uid, PodFiles())
+        if where is not None:
+            by_pod.setdefault(where[0], {}).setdefault(where[1], []).append(content)
+    return {uid: pod_files(files) for uid, files in by_pod.items()}
+
+
+def pod_files(files: Mapping[str, list[str]]) -> PodFiles:
+    """One pod's status files (name → lines) → what they say."""
+    found = PodFiles()
+    for name, lines in files.items():
         if name == naming.META:
-            files.meta = PodMeta.from_json(content) or files.meta
+            for line in lines:
+                found.meta = PodMeta.from_json(line) or found.meta
         elif name == naming.JOB_ID:
-            files.job_id = content.strip().split(";")[0] or files.job_id
+            for line in lines:
+                found.job_id = line.strip().split(";")[0] or found.job_id
         elif name == naming.JOB:
-            files.job.append(content)
-        else:
-            files.containers[name].append(content)
-    return pods
+            found.job.extend(lines)
+        elif not name.startswith("_"):
+            found.containers[name].extend(lines)
+    return found
 
 
 # ---------------------------------------------------------------- parsed events
@@ -179,3 +186,21 @@ def job_events(lines: Iterable[str]) -> JobEvents:
         elif len(words) >= 3 and words[0] == "end":
             events = replace(events, ended=_time(words[2]), exit_code=_int(words[1]))
     return events
+
+
+def begins(job_lines: Iterable[str]) -> int:
+    """How many times the job began (more than once: requeued)."""
+    return sum(1 for line in job_lines if line.startswith("begin "))
+
+
+def ended_well(files: PodFiles) -> bool:
+    """Whether the script ended on its own (not stopped) after every container's last
+    run exited 0: nothing the batch system could add would change the pod's record."""
+    events = job_events(files.job)
+    if files.meta is None or events.ended is None or events.stopped is not None:
+        return False
+    for name in (*files.meta.init, *files.meta.containers):
+        runs = history(files.containers.get(name, [])).runs
+        if not runs or runs[-1].exit_code != 0:
+            return False
+    return True

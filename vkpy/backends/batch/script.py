@@ -35,16 +35,6 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 # In a bind specification (src:dst:opts) and on the wire, these would change its meaning.
 _PATH_FORBIDDEN = (":", ",", "\n", "\r", "\0")
 
-# Submits the job and records its id in the same remote command, so a lost answer never
-# leads to a second submission: the next create() finds status/_jobid. The id is what
-# the command prints up to a ";" (sbatch --parsable: "<id>;<cluster>") or a space
-# (condor_submit -terse: "<first job> - <last job>").
-SUBMIT = (
-    'set -e; dir=$1; shift; out=$("$@"); id=${out%%[; ]*}; '
-    'printf "%s\\n" "$id" > "$dir/status/_jobid.tmp"; '
-    'mv -f "$dir/status/_jobid.tmp" "$dir/status/_jobid"; printf "%s\\n" "$id"'
-)
-
 
 @dataclass(frozen=True)
 class StagedFile:
@@ -61,8 +51,7 @@ class Submission:
     pod_dir: str
     dirs: tuple[tuple[str, int], ...]  # (path, mode), parents first
     files: tuple[StagedFile, ...]
-    command: tuple[str, ...]  # the batch system's submit argv alone (sbatch ...)
-    submit: tuple[str, ...]  # the argv that submits it and records the job id
+    command: tuple[str, ...]  # the batch system's submit argv (sbatch ...); `bulk` runs it
     existing: tuple[str, ...]  # the argv that prints the pod's job id, if it has one
     script: str
 
@@ -362,7 +351,6 @@ def submission(
         dirs=prepared.dirs,
         files=(*prepared.files, *extra),
         command=tuple(command),
-        submit=("sh", "-c", SUBMIT, "sh", prepared.pod_dir, *command),
         existing=tuple(existing),
         script=prepared.script,
     )

@@ -1,5 +1,5 @@
-"""A pod's work directory on the cluster, through a runner: staging it, reading its
-status files, removing it. Every batch system runs the same job script in the same
+"""A pod's work directory on the cluster, through a runner: staging it, removing it
+(reading its status files is `tail`). Every batch system runs the same job script in the same
 layout (`naming`); reading logs is `logs`.
 """
 
@@ -12,7 +12,6 @@ import tarfile
 import time
 from collections.abc import Sequence
 
-from vkpy.backends.batch import records
 from vkpy.backends.batch.naming import Layout
 from vkpy.backends.batch.podlog import PodLog
 from vkpy.backends.batch.script import StagedFile
@@ -70,30 +69,6 @@ async def stage(
         raise BackendUnavailable(
             f"cannot write the work directory under {root}: {answer.describe()}"
         )
-
-
-async def read_status(
-    runner: Runner, layout: Layout, uids: Sequence[str] | None
-) -> dict[str, records.PodFiles]:
-    """The status files of the pods ``uids`` in one command; of every pod under the
-    node's base directory when ``uids`` is None (what a restarted agent adopts)."""
-    if uids is None:
-        find = ["find", layout.base, "-mindepth", "3", "-maxdepth", "3", "-path", "*/status/*"]
-        grep = ["-type", "f", "-exec", "grep", "-a", "-H", "", "{}", "+"]
-        answer = await runner.run([*find, *grep], idempotent=True)
-        if answer.status not in (0, 1):
-            raise BackendUnavailable(f"cannot read the work directories: {answer.describe()}")
-        return records.parse_status_lines(answer.text, layout)
-    if not uids:
-        return {}
-    paths = b"".join(layout.status(uid).encode() + b"\0" for uid in uids)
-    answer = await runner.run(
-        ["xargs", "-0", "grep", "-a", "-H", "-r", "-s", "--", ""], stdin=paths, idempotent=True
-    )
-    # grep exits 1 (xargs 123) when some file had no line: not a failure.
-    if answer.status not in (0, 1, 123) and not answer.stdout:
-        raise BackendUnavailable(f"cannot read the status files: {answer.describe()}")
-    return records.parse_status_lines(answer.text, layout)
 
 
 async def remove(

@@ -58,7 +58,13 @@ class HTCondorBackend(JobBackend[HTCondorConfig]):
         return self.config.file_transfer == "transfer"
 
     def new_book(self) -> Listing:
-        return Listing(self.runner, node=self.node, transfer=self.relocatable)
+        return Listing(
+            self.runner,
+            node=self.node,
+            transfer=self.relocatable,
+            clock=self.queue_clock(),
+            pace=self.pace(),
+        )
 
     def health_problem(self, answer: Completed) -> str | None:
         return None if answer.ok else f"the schedd does not answer: {answer.describe()}"

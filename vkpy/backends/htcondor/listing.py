@@ -1,10 +1,12 @@
 """What list() knows of the node's pods, and the reading that keeps it current.
 
-One listing is one read of the status files of every pod not finished yet (the first
-finds them all: the work directories are the record of what the node holds), one
-``condor_q -json`` for all the node's jobs, and one ``condor_history -json`` for the
-jobs of unfinished pods that have left the queue, when there are any. A
-finished pod's record is kept and never read again.
+Every listing reads the status files of every pod not finished yet, by what changed
+(the first finds them all: the work directories are the record of what the node
+holds). The queue is read on its own, slower clock (`clock`): one ``condor_q -json``
+for all the node's jobs, and one ``condor_history -json`` for the jobs of unfinished
+pods that have left the queue, when there are any; between reads, its last answer
+stands where the files are not newer. A finished pod's record is kept and never read
+again.
 
 With file transfer the status files come back only when the job ends: while
 ``condor_q`` says the job runs and its files say nothing yet, the pod is reported from
@@ -24,7 +26,7 @@ from typing import Any
 from vkpy.backend import PodRun
 from vkpy.backends.batch import records, report
 from vkpy.backends.batch.book import Known, PodBook
-from vkpy.backends.batch.naming import Layout
+from vkpy.backends.batch.clock import Pace, QueueClock
 from vkpy.backends.batch.state import Phase
 from vkpy.backends.htcondor import queue, state
 from vkpy.backends.htcondor.state import JobState
@@ -41,24 +43,35 @@ class Listing(PodBook):
     system = SYSTEM
     logger = logging.getLogger("vkpy.backends.htcondor")
 
-    def __init__(self, runner: Runner, *, node: str, transfer: bool = False) -> None:
-        super().__init__(runner, node=node)
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        node: str,
+        transfer: bool = False,
+        clock: QueueClock | None = None,
+        pace: Pace | None = None,
+    ) -> None:
+        super().__init__(runner, node=node, clock=clock, pace=pace)
         self.transfer = transfer
+        self.queued: Ads = {}  # the last condor_q, by pod UID
+        self.done: Ads = {}  # the last condor_history
 
-    async def list(self, layout: Layout) -> dict[str, PodRun]:
-        """Every pod of the node: status files, one condor_q, at most one condor_history."""
-        async with self._lock:
-            files = await self.read_files(layout)
-            queued = await self._ads(queue.condor_q_argv(self.node), "condor_q")
-            left = self._left_the_queue(files, queued)
-            done = (
-                await self._ads(queue.condor_history_argv(self.node, left), "condor_history")
-                if left
-                else {}
-            )
-            for uid, ads in queued.items():
-                self.learn(uid, state.job_id(ads[0]))
-            return self._records(files, queued, done)
+    def runs(self, files: Mapping[str, records.PodFiles]) -> dict[str, PodRun]:
+        return self._records(files, self.queued, self.done)
+
+    async def read_queue(self, files: Mapping[str, records.PodFiles]) -> None:
+        """One condor_q, and at most one condor_history."""
+        queued = await self._ads(queue.condor_q_argv(self.node), "condor_q")
+        left = self._left_the_queue(files, queued)
+        done = (
+            await self._ads(queue.condor_history_argv(self.node, left), "condor_history")
+            if left
+            else {}
+        )
+        for uid, ads in queued.items():
+            self.learn(uid, state.job_id(ads[0]))
+        self.queued, self.done = queued, done
 
     def _left_the_queue(
         self, files: Mapping[str, records.PodFiles], queued: Ads
@@ -93,6 +106,10 @@ class Listing(PodBook):
     def _record(
         self, uid: str, known: Known, found: records.PodFiles, job: JobState | None
     ) -> PodRun | None:
+        on_record = job is not None
+        waiting = job is not None and not job.terminal and job.phase is Phase.WAITING
+        if waiting and self.began_since(uid, found):
+            job = None  # it began after the condor_q that showed it idle
         if self.transfer:
             found = _from_the_queue(found, job)
         events = records.job_events(found.job)
@@ -102,7 +119,10 @@ class Listing(PodBook):
             known.rechecked = True
             if known.last is not None:
                 return known.last
-        lost = self.lost(uid, known, found, on_record=job is not None)
+            job = None  # nothing reported yet: as the files say, until they are read again
+        if not self.transfer:
+            self.unexplained(uid, known, found)
+        lost = self.lost(uid, known, found, on_record=on_record)
         return self.conclude(uid, known, found, _view(found, job, lost=lost))
 
 

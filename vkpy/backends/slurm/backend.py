@@ -48,7 +48,13 @@ class SlurmBackend(JobBackend[SlurmConfig]):
     pod_logger = logging.getLogger("vkpy.backends.slurm")
 
     def new_book(self) -> Listing:
-        return Listing(self.runner, node=self.node, accounting=self.config.accounting)
+        return Listing(
+            self.runner,
+            node=self.node,
+            accounting=self.config.accounting,
+            clock=self.queue_clock(),
+            pace=self.pace(),
+        )
 
     def health_problem(self, answer: Completed) -> str | None:
         if " is UP" in answer.text:

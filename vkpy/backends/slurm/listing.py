@@ -1,11 +1,14 @@
 """What list() knows of the node's pods, and the reading that keeps it current.
 
-One listing is one read of the status files of every pod not finished yet (the first
-listing finds them all: the work directories are the record of what the node holds),
-one ``squeue`` for the node's jobs, and one ``sacct`` for jobs that left the queue
-without the script recording their end. A finished pod's record is kept and never read
-again; a pod the script has stopped while Slurm still finishes its job keeps its last
-record until Slurm says how the job ended.
+Every listing reads the status files of every pod not finished yet, by what changed
+(the first listing finds them all: the work directories are the record of what the
+node holds). The queue is read on its own, slower clock (`clock`): one ``squeue`` for
+the node's jobs, and one ``sacct`` for jobs that left the queue without the script
+recording their end; between reads, its last answer stands where the files are not
+newer. A finished pod's record is kept and never read again. A pod the script has
+stopped, or that ended with a failure, while Slurm still finishes its job keeps its
+last record until Slurm says how the job ended (the queue is asked sooner for it); one
+whose containers all ended 0 on their own is done at once.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from collections.abc import Mapping
 from vkpy.backend import PodRun
 from vkpy.backends.batch import records, report
 from vkpy.backends.batch.book import Known, PodBook
-from vkpy.backends.batch.naming import Layout
+from vkpy.backends.batch.clock import Pace, QueueClock
+from vkpy.backends.batch.state import Phase
 from vkpy.backends.slurm import queue
 from vkpy.backends.slurm.queue import JobRecord
 from vkpy.backends.slurm.state import JobState, ending
@@ -32,22 +36,33 @@ class Listing(PodBook):
     system = SYSTEM
     logger = logging.getLogger("vkpy.backends.slurm")
 
-    def __init__(self, runner: Runner, *, node: str, accounting: str) -> None:
-        super().__init__(runner, node=node)
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        node: str,
+        accounting: str,
+        clock: QueueClock | None = None,
+        pace: Pace | None = None,
+    ) -> None:
+        super().__init__(runner, node=node, clock=clock, pace=pace)
         self.accounting = accounting
+        self.jobs: dict[str, JobRecord] = {}  # the last squeue, by pod UID
+        self.left: dict[str, JobRecord] = {}  # the last sacct, by job id
 
-    async def list(self, layout: Layout) -> dict[str, PodRun]:
-        """Every pod of the node: one read of the status files, one squeue, one sacct."""
-        async with self._lock:
-            files = await self.read_files(layout)
-            listing = await self.runner.run(queue.squeue_argv(), idempotent=True)
-            if not listing.ok:
-                raise BackendUnavailable(f"squeue failed: {listing.describe()}")
-            jobs = queue.parse_squeue(listing.text, self.node)
-            for uid, job in jobs.items():
-                self.learn(uid, job.job_id)
-            left = await self._accounting(files, jobs)
-            return self._records(files, jobs, left)
+    async def read_queue(self, files: Mapping[str, records.PodFiles]) -> None:
+        """One squeue for the node's jobs, one sacct for those that left the queue."""
+        listing = await self.runner.run(queue.squeue_argv(), idempotent=True)
+        if not listing.ok:
+            raise BackendUnavailable(f"squeue failed: {listing.describe()}")
+        jobs = queue.parse_squeue(listing.text, self.node)
+        for uid, job in jobs.items():
+            self.learn(uid, job.job_id)
+        self.left = await self._accounting(files, jobs)
+        self.jobs = jobs
+
+    def runs(self, files: Mapping[str, records.PodFiles]) -> dict[str, PodRun]:
+        return self._records(files, self.jobs, self.left)
 
     async def _accounting(
         self, files: Mapping[str, records.PodFiles], jobs: Mapping[str, JobRecord]
@@ -90,8 +105,10 @@ class Listing(PodBook):
     def _record(
         self, uid: str, known: Known, found: records.PodFiles, record: JobRecord | None
     ) -> PodRun | None:
-        state = record.state if record is not None else None
-        if known.last is not None and settling(found, state):
+        said = self._current(uid, found, record)
+        state = said.state if said is not None else None
+        if known.last is not None and self.awaits_word(known, found, said):
+            self.clock.ask(f"how Slurm ended job {found.job_id}")
             return known.last  # held until Slurm says how the job ended
         if _ended_unseen(state, found) and not known.rechecked:
             # The files were read before the queue: the job may have ended in between,
@@ -99,9 +116,47 @@ class Listing(PodBook):
             known.rechecked = True
             if known.last is not None:
                 return known.last
-            state, record = None, None
+            said, record = None, None
+        self.unexplained(uid, known, found)
         lost = self.lost(uid, known, found, on_record=record is not None)
-        return self.conclude(uid, known, found, job_view(found, record, lost=lost))
+        return self.conclude(uid, known, found, job_view(found, said, lost=lost))
+
+    def settled(self, uid: str) -> bool:
+        known = self.known.get(uid)
+        record = self.jobs.get(uid)
+        if known is None or known.final is None or record is None:
+            return False
+        return record.state.terminal and record.job_id == known.job_id
+
+    def awaits_word(self, known: Known, found: records.PodFiles, said: JobRecord | None) -> bool:
+        """Whether the script stopped, or ended with a failure, and only Slurm can say
+        why (cancelled, a time limit, memory): held while the last squeue shows the job
+        unfinished, or, when it did not show the job at all, until it has been read once
+        since."""
+        events = records.job_events(found.job)
+        if events.ended is None and events.stopped is None:
+            known.word_from = None
+            return False
+        if records.ended_well(found):
+            return False
+        if said is not None:
+            return settling(found, said.state)
+        if known.word_from is None:
+            known.word_from = self.clock.reads
+        return self.clock.reads == known.word_from
+
+    def _current(
+        self, uid: str, found: records.PodFiles, record: JobRecord | None
+    ) -> JobRecord | None:
+        """The queue's record, unless the files, read since, say more: the job began
+        after a squeue that showed it waiting, or ended with every container's 0."""
+        if record is None or record.state.terminal:
+            return record
+        if record.state.phase is Phase.WAITING and self.began_since(uid, found):
+            return None
+        if records.ended_well(found):
+            return None
+        return record
 
 
 def job_view(

@@ -1,0 +1,146 @@
+"""Many pods staged and submitted in one remote command, each to its own job. Pure.
+
+One archive carries every pod's work directory (relative to the node's base); the
+script extracts it aside, then for each pod, a few at a time in parallel:
+
+- ``status/_jobid`` exists: the pod has its job already (``existing``);
+- ``status/_submitting`` exists without it: an earlier attempt may have submitted and
+  lost the answer, so the queue is asked by name (``spec/_existing.argv``), and the
+  script's own ``begin`` record is read for a job that has left the queue. A job found
+  is recorded (``existing``); a queue that cannot answer leaves the pod ``unsure``, to
+  be retried; only a queue that answers "none" lets it submit again;
+- otherwise the staged directory replaces whatever a cut staging left, the marker is
+  written, and only then does the submit command (``spec/_submit.argv``) run, its job
+  id recorded in ``status/_jobid`` by the same command (``submitted``, or ``refused``
+  with its exit status and error output).
+
+So the command can run again after any cut, on any connection: a pod is never
+submitted twice, and no pod costs a queue query unless its answer was lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from vkpy.backends.batch import workdir
+from vkpy.backends.batch.naming import UID, Layout
+from vkpy.backends.batch.script import PRIVATE_MODE, StagedFile, Submission
+from vkpy.transport import Completed
+
+SUBMIT_ARGV = "spec/_submit.argv"
+EXISTING_ARGV = "spec/_existing.argv"
+MARKER = "status/_submitting"
+
+# $1 base, $2 parallel submissions, then the pods' UIDs; the archive on stdin. Each
+# answer is one line "<outcome> <uid> <detail>" (a short line: one atomic write).
+SCRIPT = r"""set -u
+base=$1; parallel=$2; shift 2
+incoming=$(mktemp -d "$base/.incoming.XXXXXX") || exit 70
+trap 'rm -rf -- "$incoming"' EXIT
+tar -x -p --no-same-owner -f - -C "$incoming" || exit 71
+export base incoming
+one() {
+  load() { argv=(); while IFS= read -r -d '' word; do argv+=("$word"); done < "$1"; }
+  uid=$1; dir=$base/$1; st=$base/$1/status
+  if [ -s "$st/_jobid" ]; then
+    printf 'existing %s %s\n' "$uid" "$(head -n 1 "$st/_jobid")"; return 0
+  fi
+  if [ -e "$st/_submitting" ]; then
+    load "$dir/spec/_existing.argv"
+    if ! out=$("${argv[@]}" 2>/dev/null); then printf 'unsure %s -\n' "$uid"; return 0; fi
+    case $out in
+      ''|'[]'|'[ ]') ;;
+      *) printf 'asked %s %s\n' "$uid" "$(printf '%s' "$out" | base64 -w 0)"; return 0 ;;
+    esac
+    began=$(awk '$1 == "begin" && NF >= 4 { id = $4 } END { print id }' "$st/_job" 2>/dev/null)
+    if [ -n "$began" ]; then
+      printf '%s\n' "$began" > "$st/_jobid"; printf 'existing %s %s\n' "$uid" "$began"; return 0
+    fi
+  else
+    if ! { rm -rf -- "$dir" && mv -- "$incoming/$uid" "$dir" && : > "$st/_submitting"; }; then
+      why=$(printf 'cannot stage %s' "$dir" | base64 -w 0)
+      printf 'refused %s 73:%s\n' "$uid" "$why"; return 0
+    fi
+  fi
+  load "$dir/spec/_submit.argv"
+  if out=$(cd "$dir" && "${argv[@]}" 2>"$incoming/$uid.err"); then
+    id=${out%%[; ]*}
+    printf '%s\n' "$id" > "$st/_jobid.tmp" && mv -f -- "$st/_jobid.tmp" "$st/_jobid"
+    printf 'submitted %s %s\n' "$uid" "$id"
+  else
+    printf 'refused %s %d:%s\n' "$uid" "$?" "$(base64 -w 0 < "$incoming/$uid.err")"
+  fi
+}
+export -f one
+printf '%s\0' "$@" | xargs -0 -r -n 1 -P "$parallel" bash -c 'one "$1"' one
+"""
+
+Kind = Literal["submitted", "existing", "asked", "refused", "unsure"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the bulk command did with one pod."""
+
+    kind: Kind
+    job_id: str = ""  # submitted, existing
+    answer: Completed | None = None  # refused: the submit command's; asked: the queue's
+
+
+def staged(submission: Submission) -> tuple[StagedFile, ...]:
+    """The pod's files, with the two argv files the script runs."""
+    pod_dir = submission.pod_dir
+    return (
+        *submission.files,
+        StagedFile(f"{pod_dir}/{SUBMIT_ARGV}", _nul_joined(submission.command), PRIVATE_MODE),
+        StagedFile(f"{pod_dir}/{EXISTING_ARGV}", _nul_joined(submission.existing), PRIVATE_MODE),
+    )
+
+
+def _nul_joined(argv: Sequence[str]) -> bytes:
+    return b"".join(word.encode() + b"\0" for word in argv)
+
+
+def archive(layout: Layout, submissions: Sequence[Submission], *, mtime: float) -> bytes:
+    """Every pod's work directory in one tar archive, relative to the node's base."""
+    dirs = [d for s in submissions for d in s.dirs]
+    files = [f for s in submissions for f in staged(s)]
+    return workdir.archive(layout.base, dirs, files, mtime=mtime)
+
+
+def argv(layout: Layout, uids: Sequence[str], *, parallel: int) -> list[str]:
+    return ["bash", "-c", SCRIPT, "bulk-submit", layout.base, str(parallel), *uids]
+
+
+def parse(output: str) -> dict[str, Outcome]:
+    """The script's answer lines → each pod's outcome; a pod without a line has none."""
+    outcomes: dict[str, Outcome] = {}
+    for line in output.splitlines():
+        words = line.split(" ", 2)
+        if len(words) != 3 or not UID.match(words[1]):
+            continue
+        kind, uid, detail = words
+        if kind in ("submitted", "existing") and detail.strip():
+            outcomes[uid] = Outcome(kind, job_id=detail.strip())  # type: ignore[arg-type]
+        elif kind == "asked":
+            outcomes[uid] = Outcome("asked", answer=Completed(("queue",), 0, _unb64(detail)))
+        elif kind == "refused":
+            status, _, error = detail.partition(":")
+            code = int(status) if status.isdigit() else 1
+            outcomes[uid] = Outcome(
+                "refused", answer=Completed(("submit",), code, b"", _unb64(error))
+            )
+        elif kind == "unsure":
+            outcomes[uid] = Outcome("unsure")
+    return outcomes
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return text.encode()
