@@ -31,7 +31,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,26 @@ async def slurm_states(node: str, running: dict[str, float], final: dict[str, fl
                     running.setdefault(uid, now)
                     final.setdefault(uid, now)
         await asyncio.sleep(0.2)
+
+
+async def records_written(base: Path, started: dict[str, float], exited: dict[str, float]) -> None:
+    """When each pod's job first wrote its container's start, and its exit, record (the
+    status file read as root every 0.25 s), by pod UID."""
+    while True:
+        for status in base.glob("*/status/main"):
+            uid = status.parent.parent.name
+            if uid in exited:
+                continue
+            try:
+                text = status.read_text()
+            except OSError:
+                continue
+            now = time.time()
+            if "start " in text:
+                started.setdefault(uid, now)
+            if "exit " in text:
+                exited.setdefault(uid, now)
+        await asyncio.sleep(0.25)
 
 
 async def phases_seen(kube: Kube, node: str, seen: dict[str, dict[str, float]]) -> None:
@@ -196,6 +216,8 @@ class Seen:
     slurm_running: dict[str, float]  # pod uid → squeue first showed its job RUNNING
     slurm_final: dict[str, float]  # pod uid → squeue first showed its job finished
     phases: dict[str, dict[str, float]]  # phase → pod uid → a watch delivered it
+    started: dict[str, float] = field(default_factory=dict)  # the job wrote "start"
+    exited: dict[str, float] = field(default_factory=dict)  # the job wrote "exit"
 
     def ended(self) -> int:
         return len(self.phases.get("Succeeded", {})) + len(self.phases.get("Failed", {}))
@@ -210,6 +232,12 @@ class Seen:
                     for u in uids
                     if u in running and u in self.slurm_running
                 ]
+            ),
+            "start_record_to_pod_running_seen": summary(
+                [running[u] - self.started[u] for u in uids if u in running and u in self.started]
+            ),
+            "exit_record_to_pod_succeeded_seen": summary(
+                [succeeded[u] - self.exited[u] for u in uids if u in succeeded and u in self.exited]
             ),
             "job_finished_to_pod_succeeded_seen": summary(
                 [
@@ -276,9 +304,12 @@ async def bench(endpoints: Endpoints, work: Path) -> dict[str, Any]:
 
     try:
         await until(lambda: node_ready(kube, node), "the node to be Ready", 60)
+        home = Path(pwd.getpwnam(endpoints.ssh.user).pw_dir)
+        base = home / config["backend"]["work_dir"] / node
         tasks = [
             asyncio.create_task(slurm_states(node, seen.slurm_running, seen.slurm_final)),
             asyncio.create_task(phases_seen(kube, node, seen.phases)),
+            asyncio.create_task(records_written(base, seen.started, seen.exited)),
         ]
         await asyncio.sleep(0.5)  # the watch is open
 
@@ -302,8 +333,7 @@ async def bench(endpoints: Endpoints, work: Path) -> dict[str, Any]:
         rpcs_at_end, ended_at = user_rpcs(user), time.monotonic()
         all_ended = ended_at - began
         counters = metrics(health_port)
-        home = Path(pwd.getpwnam(endpoints.ssh.user).pw_dir)
-        await clean_up(kube, node, home / config["backend"]["work_dir"] / node)
+        await clean_up(kube, node, base)
     finally:
         for task in tasks:
             task.cancel()
