@@ -28,20 +28,22 @@ from typing import Literal
 
 from vkpy.backends.batch import workdir
 from vkpy.backends.batch.naming import UID, Layout
-from vkpy.backends.batch.script import PRIVATE_MODE, StagedFile, Submission
+from vkpy.backends.batch.script import PRIVATE_MODE, StagedFile, Submission, nul_joined
 from vkpy.transport import Completed
 
 SUBMIT_ARGV = "spec/_submit.argv"
 EXISTING_ARGV = "spec/_existing.argv"
-MARKER = "status/_submitting"
+# The script's exit status when it could not make, or fill, its staging directory:
+# nothing was submitted.
+NOT_STAGED = (70, 71)
 
 # $1 base, $2 parallel submissions, then the pods' UIDs; the archive on stdin. Each
 # answer is one line "<outcome> <uid> <detail>" (a short line: one atomic write).
 SCRIPT = r"""set -u
 base=$1; parallel=$2; shift 2
-incoming=$(mktemp -d "$base/.incoming.XXXXXX") || exit 70
+incoming=$(mktemp -d "$base/.incoming.XXXXXX") || exit 70  # NOT_STAGED
 trap 'rm -rf -- "$incoming"' EXIT
-tar -x -p --no-same-owner -f - -C "$incoming" || exit 71
+tar -x -p --no-same-owner -f - -C "$incoming" || exit 71  # NOT_STAGED
 export base incoming
 one() {
   load() { argv=(); while IFS= read -r -d '' word; do argv+=("$word"); done < "$1"; }
@@ -96,13 +98,9 @@ def staged(submission: Submission) -> tuple[StagedFile, ...]:
     pod_dir = submission.pod_dir
     return (
         *submission.files,
-        StagedFile(f"{pod_dir}/{SUBMIT_ARGV}", _nul_joined(submission.command), PRIVATE_MODE),
-        StagedFile(f"{pod_dir}/{EXISTING_ARGV}", _nul_joined(submission.existing), PRIVATE_MODE),
+        StagedFile(f"{pod_dir}/{SUBMIT_ARGV}", nul_joined(submission.command), PRIVATE_MODE),
+        StagedFile(f"{pod_dir}/{EXISTING_ARGV}", nul_joined(submission.existing), PRIVATE_MODE),
     )
-
-
-def _nul_joined(argv: Sequence[str]) -> bytes:
-    return b"".join(word.encode() + b"\0" for word in argv)
 
 
 def archive(layout: Layout, submissions: Sequence[Submission], *, mtime: float) -> bytes:

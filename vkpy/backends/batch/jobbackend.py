@@ -268,7 +268,7 @@ class JobBackend(abc.ABC, Generic[C]):
         uids = [s.uid for s in submissions]
         argv = bulk.argv(layout, uids, parallel=self.config.submit_parallel)
         answer = await self.runner.run(argv, stdin=data, idempotent=True)
-        if answer.status in (70, 71):
+        if answer.status in bulk.NOT_STAGED:
             raise BackendUnavailable(
                 f"cannot write the work directories under {layout.base}: {answer.describe()}"
             )

@@ -82,13 +82,20 @@ class PodFiles:
 
 def parse_status_lines(output: str, layout: Layout) -> dict[str, PodFiles]:
     """``grep -H '' status/*`` output (``path:line``) → the files of each pod, by UID."""
+    grouped = status_lines(output.splitlines(), layout)
+    return {uid: pod_files(files) for uid, files in grouped.items()}
+
+
+def status_lines(lines: Iterable[str], layout: Layout) -> dict[str, dict[str, list[str]]]:
+    """``path:line`` lines → each pod's status files (name → lines), by UID; other
+    lines are skipped."""
     by_pod: dict[str, dict[str, list[str]]] = {}
-    for line in output.splitlines():
+    for line in lines:
         path, colon, content = line.partition(":")
         where = layout.uid_of_status_file(path) if colon else None
         if where is not None:
             by_pod.setdefault(where[0], {}).setdefault(where[1], []).append(content)
-    return {uid: pod_files(files) for uid, files in by_pod.items()}
+    return by_pod
 
 
 def pod_files(files: Mapping[str, list[str]]) -> PodFiles:

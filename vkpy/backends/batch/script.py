@@ -219,7 +219,7 @@ def _stage_volumes(
 # ---------------------------------------------------------------- the job
 
 
-def _nul_joined(words: Sequence[str]) -> bytes:
+def nul_joined(words: Sequence[str]) -> bytes:
     return b"".join(word.encode("utf-8", errors="surrogateescape") + b"\0" for word in words)
 
 
@@ -306,8 +306,8 @@ def prepare(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> 
             gpus=container.resources.gpus,
             host_network=pod.host_network,
         )
-        files.append(StagedFile(f"{pod_dir}/spec/{container.name}.argv", _nul_joined(run.argv)))
-        files.append(StagedFile(f"{pod_dir}/spec/{container.name}.env", _nul_joined(run.env)))
+        files.append(StagedFile(f"{pod_dir}/spec/{container.name}.argv", nul_joined(run.argv)))
+        files.append(StagedFile(f"{pod_dir}/spec/{container.name}.env", nul_joined(run.env)))
         if run.relative:
             indices = "".join(f"{i}\n" for i in run.relative).encode()
             files.append(StagedFile(f"{pod_dir}/spec/{container.name}.rel", indices))

@@ -68,19 +68,13 @@ def parse(output: str, layout: Layout) -> tuple[int | None, dict[str, Lines], se
     directory is gone."""
     lines = output.splitlines()
     now = int(lines[0]) if lines and lines[0].strip().isdigit() else None
-    changed: dict[str, Lines] = {}
-    gone: set[str] = set()
-    for line in lines[1:]:
-        if line.startswith("gone:"):
-            where = layout.uid_of_status_file(line[5:] + "/_")
-            if where is not None:
-                gone.add(where[0])
-            continue
-        path, colon, content = line.partition(":")
-        where = layout.uid_of_status_file(path) if colon else None
-        if where is not None:
-            changed.setdefault(where[0], {}).setdefault(where[1], []).append(content)
-    return now, changed, gone
+    gone = {
+        where[0]
+        for line in lines[1:]
+        if line.startswith("gone:")
+        and (where := layout.uid_of_status_file(line[5:] + "/_")) is not None
+    }
+    return now, records.status_lines(lines[1:], layout), gone
 
 
 class StatusTail:
@@ -90,7 +84,6 @@ class StatusTail:
         self.files: dict[str, Lines] = {}
         self.since: dict[str, int] = {}  # login-node time from which changes count
         self.parsed: dict[str, records.PodFiles] = {}  # what `files` say, until one changes
-        self.reads = 0
 
     async def discover(self, runner: Runner, layout: Layout) -> dict[str, records.PodFiles]:
         """Every pod's files, read whole (the first listing)."""
@@ -122,7 +115,6 @@ class StatusTail:
         now, changed, gone = parse(answer.text, layout)
         if now is None:
             raise BackendUnavailable(f"cannot read the status files: {answer.describe()}")
-        self.reads += 1
         for uid in wanted:
             if uid in gone:
                 self.forget(uid)
