@@ -182,10 +182,11 @@ async def test_the_deadline_is_kept_by_a_timer(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(steps, "DEADLINE_SLACK", 0.0)
     world = World()
     async with running(world):
-        uid = (await world.create(api_pod(activeDeadlineSeconds=1)))["metadata"]["uid"]
+        # A deadline long enough that a loaded machine still sees Running before it.
+        uid = (await world.create(api_pod(activeDeadlineSeconds=3)))["metadata"]["uid"]
         await until(phase_is(world, "Running"), what="Running")
         await until(lambda: world.pods.workers.timer(uid, "deadline") is not None, what="timer")
-        await until(phase_is(world, "Failed"), timeout=4, what="Failed at the deadline")
+        await until(phase_is(world, "Failed"), timeout=8, what="Failed at the deadline")
     assert world.status()["reason"] == "DeadlineExceeded"
     assert world.backend.delete_calls == [(uid, 0)]
 
