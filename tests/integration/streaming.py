@@ -51,6 +51,19 @@ class Terminal:
             os.execvpe(argv[0], argv, env)  # noqa: S606 (kubectl, as a user runs it)
         self.pid, self.fd = pid, fd
         self.seen = b""
+        self.ended = False
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """A test that failed midway leaves no session behind for the next one."""
+        if not self.ended:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            os.close(self.fd)
+            self.ended = True
 
     def send(self, text: str) -> None:
         os.write(self.fd, text.encode())
@@ -88,6 +101,7 @@ class Terminal:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 os.close(self.fd)
+                self.ended = True
                 return os.waitstatus_to_exitcode(status)
             time.sleep(0.05)
         os.kill(self.pid, signal.SIGKILL)

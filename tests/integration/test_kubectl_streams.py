@@ -25,7 +25,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from vkpy.kube.client import Kube
 from vkpy.testing import pki
-from vkpy.testing.waiting import eventually, eventually_sync
+from vkpy.testing.waiting import WaitTimeout, eventually, eventually_sync
 
 from .helpers import AgentProcess, node_ready, pod_for, pod_gone, pod_phase
 from .streaming import PortForward, Terminal, kubectl_env, run_kubectl
@@ -182,16 +182,16 @@ async def test_exec_stdin_carries_5_mib_of_binary_whole(node):
 
 def test_exec_it_gives_a_terminal_that_follows_resizes(node):
     argv = ["kubectl", "exec", "-it", node.pod, "--", "sh"]
-    terminal = Terminal(argv, kubectl_env(node.kubeconfig), rows=30, columns=90)
-    terminal.expect(r"[#$] ")
-    terminal.send("stty size\r")
-    terminal.expect(r"30 90")
-    terminal.resize(41, 101)
-    time.sleep(0.5)
-    terminal.send("stty size\r")
-    terminal.expect(r"41 101")
-    terminal.send("exit 5\r")
-    assert terminal.wait() == 5
+    with Terminal(argv, kubectl_env(node.kubeconfig), rows=30, columns=90) as terminal:
+        terminal.expect(r"[#$] ")
+        terminal.send("stty size\r")
+        terminal.expect(r"30 90")
+        terminal.resize(41, 101)
+        time.sleep(0.5)
+        terminal.send("stty size\r")
+        terminal.expect(r"41 101")
+        terminal.send("exit 5\r")
+        assert terminal.wait() == 5
 
 
 async def test_cp_both_ways(node, tmp_path):
@@ -235,16 +235,26 @@ def processes_matching(pattern: str) -> list[str]:
     return done.stdout.split()
 
 
-def test_a_session_dropped_midway_kills_its_process(node):
+def test_a_session_dropped_midway_kills_its_process(node, tmp_path):
     marker = f"sleep {100000 + secrets.randbelow(900000)}"
-    process = subprocess.Popen(
-        ["kubectl", "exec", node.pod, "--", *marker.split()],
-        env=kubectl_env(node.kubeconfig),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    said = tmp_path / "kubectl.err"
+    with said.open("wb") as errors:
+        process = subprocess.Popen(
+            ["kubectl", "exec", node.pod, "--", *marker.split()],
+            env=kubectl_env(node.kubeconfig),
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
     try:
-        eventually_sync(lambda: processes_matching(f"^{marker}$"), timeout=30, what="started")
+        try:
+            eventually_sync(
+                lambda: processes_matching(f"^{marker}$") or process.poll() is not None,
+                timeout=30,
+                what="started",
+            )
+        except WaitTimeout as exc:
+            raise AssertionError(f"{exc}; kubectl said {said.read_text()!r}") from exc
+        assert process.poll() is None, f"kubectl exec ended early: {said.read_text()!r}"
     finally:
         process.kill()
         process.wait()

@@ -22,6 +22,10 @@ from vkpy.transport.base import signal_status
 from vkpy.transport.interactive import eof_byte
 
 CHUNK = 65536
+# srun reads a window change and then waits for the next signal; one that comes in
+# between is lost, so the nudge and the real size are sent this far apart. The first
+# output is held back meanwhile, so what the caller sees first has the right size.
+NUDGE_GAP_SECONDS = 0.25
 _FAILURES = (asyncssh.Error, OSError, EOFError)
 
 
@@ -40,6 +44,7 @@ class SshSession:
         # the size is set again, with a nudge the pty cannot ignore, once output shows
         # the command runs.
         self._early_size: TerminalSize | None = None
+        self._size: TerminalSize | None = None
         self._started = False
 
     async def output(self, stream: OutputStream) -> AsyncIterator[bytes]:
@@ -72,17 +77,22 @@ class SshSession:
 
     async def resize(self, size: TerminalSize) -> None:
         if self._tty:
+            self._size = size
             if not self._started:
                 self._early_size = size
-            with contextlib.suppress(*_FAILURES):
-                self._process.change_terminal_size(size.width, size.height)
+            self._set_size(size.width, size.height)
 
     async def _replay_size(self) -> None:
         size, self._early_size = self._early_size, None
         if size is not None:
-            with contextlib.suppress(*_FAILURES):
-                self._process.change_terminal_size(size.width, size.height + 1)
-                self._process.change_terminal_size(size.width, size.height)
+            self._set_size(size.width, size.height + 1)
+            await asyncio.sleep(NUDGE_GAP_SECONDS)
+            latest = self._size or size
+            self._set_size(latest.width, latest.height)
+
+    def _set_size(self, width: int, height: int) -> None:
+        with contextlib.suppress(*_FAILURES):
+            self._process.change_terminal_size(width, height)
 
     async def signal(self, name: str) -> None:
         with contextlib.suppress(*_FAILURES):
