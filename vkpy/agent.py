@@ -32,7 +32,9 @@ from vkpy.remote import Attacher, Executor, PortForwarder
 
 logger = logging.getLogger(__name__)
 
-CAPACITY_TTL = 60.0
+# The backend's capacity (for Slurm, sinfo: two slurmctld RPCs) is read again this often;
+# a partition's nodes change seldom.
+CAPACITY_TTL = 300.0
 
 
 def advertised_address(settings: Settings) -> str:

@@ -64,18 +64,78 @@ def test_a_killed_job_is_believed_on_the_second_look():
     assert second[UID].reason == "NodeFail"
 
 
-def test_a_stopped_job_holds_its_record_while_slurm_completes_it():
+def seen_running_then_stopped() -> tuple[Listing, dict[str, PodFiles]]:
+    """A listing that saw the job run, and the files of its script stopped by a signal."""
     seen = listing()
     seen._records(files(["begin 100 h 9 -"], ["start 101 0"]), queue(JobState.RUNNING), {})
     stopped = files(
         ["begin 100 h 9 -", "stop 150 signal", "end 143 151"],
         ["start 101 0", "exit 143 151 0"],
     )
+    return seen, stopped
+
+
+def test_a_stopped_job_holds_its_record_while_slurm_completes_it():
+    seen, stopped = seen_running_then_stopped()
     held = seen._records(stopped, queue(JobState.COMPLETING), {})
     assert isinstance(main_state(held), Running)
     timed_out = seen._records(stopped, queue(JobState.TIMEOUT), {})
     assert main_state(timed_out).reason == "DeadlineExceeded"
     assert timed_out[UID].reason == "DeadlineExceeded"
+
+
+def test_a_timed_out_job_that_left_the_queue_waits_for_accounting():
+    seen, stopped = seen_running_then_stopped()
+    # Gone from the queue before a read saw it end, and not written down yet.
+    for _ in range(2):
+        seen.clock.reads += 1
+        held = seen._records(stopped, {}, {})
+        assert isinstance(main_state(held), Running) and seen.clock.asked
+    left = {"9": JobRecord("9", JobState.TIMEOUT, exit_code=143)}
+    timed_out = seen._records(stopped, {}, left)
+    assert main_state(timed_out).reason == "DeadlineExceeded"
+
+
+def test_a_stopped_job_slurm_never_accounts_for_is_concluded_from_its_files():
+    seen = listing()
+    seen._records(files(["begin 100 h 9 -"], ["start 101 0"]), queue(JobState.RUNNING), {})
+    stopped = files(["begin 100 h 9 -", "end 1 151"], ["start 101 0", "exit 1 151 0"])
+    for _ in range(3):
+        seen.clock.reads += 1
+        runs = seen._records(stopped, {}, {})
+    state = main_state(runs)
+    assert isinstance(state, Terminated) and state.exit_code == 1
+
+
+async def test_accounting_is_asked_about_failed_ends_not_clean_ones():
+    runner = Scripted(Completed(("squeue",), 0, b""))
+    seen = Listing(runner, node="n", accounting="jobcomp")
+    failed = files(["begin 100 h 9 -", "end 1 151"], ["start 101 0", "exit 1 151 0"])
+    await seen.read_queue(failed)
+    assert runner.calls["sacct"] == 1
+    clean = files(["begin 100 h 9 -", "end 0 151"], ["start 101 0", "exit 0 151 0"])
+    await seen.read_queue(clean)
+    assert runner.calls["sacct"] == 1
+
+
+def test_a_final_pod_whose_script_recorded_its_end_needs_no_queue_to_delete():
+    seen = listing()
+    running = files(["begin 100 h 9 -"], ["start 101 0"])
+    seen._records(running, queue(JobState.RUNNING), {})
+    assert not seen.settled(UID)
+    ended = files(["begin 100 h 9 -", "end 0 103"], ["start 101 0", "exit 0 102 0"])
+    seen._records(ended, queue(JobState.RUNNING), {})  # squeue is older
+    assert seen.settled(UID)
+
+
+def test_a_final_pod_killed_before_its_script_ended_asks_the_queue_on_delete():
+    seen = listing()
+    killed = files(["begin 100 h 9 -"], ["start 101 0"])
+    seen._records(killed, queue(JobState.NODE_FAIL), {})
+    seen._records(killed, queue(JobState.NODE_FAIL), {})
+    assert seen.known[UID].final is not None
+    seen.jobs = {}  # the queue read since no longer shows the job
+    assert not seen.settled(UID)
 
 
 def test_accounting_answers_for_jobs_that_left_the_queue():

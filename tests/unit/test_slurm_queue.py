@@ -83,8 +83,10 @@ def test_commands():
         "--me",
         "--noheader",
         "--format=%i|%T|%j|%r|%k",
+        "--local",
         "--states=all",
     ]
+    assert "--local" not in queue.squeue_argv(federation=True)
     active = queue.squeue_argv(names=["a", "b"], active_only=True)
     assert active[-2].startswith("--states=PD,") and "CD" not in active[-2].split("=")[1].split(",")
     assert active[-1] == "--name=a,b"

@@ -50,6 +50,7 @@ class Known:
     seen_at: float = field(default_factory=time.monotonic)  # when the book first knew of it
     asked: bool = False  # the queue was asked (once) why its job has not begun
     word_from: int | None = None  # queue reads when its script was seen stopped or failed
+    script_ended: bool = False  # final, and its script recorded its end: nothing runs
 
 
 class PodBook(abc.ABC):
@@ -150,8 +151,8 @@ class PodBook(abc.ABC):
         return False
 
     def settled(self, uid: str) -> bool:
-        """Whether the pod's record is final and the last queue listing showed its job
-        over: nothing of it is left to stop (no queue query needed to say so)."""
+        """Whether nothing of the pod is left to stop, without a queue query to say so
+        (the batch system's own rule: HTCondor keeps a held job queued, so never)."""
         return False
 
     def unexplained(self, uid: str, known: Known, found: records.PodFiles) -> None:
@@ -209,6 +210,7 @@ class PodBook(abc.ABC):
         if report.finished(run, view):
             known.final = run
             events = records.job_events(found.job)
+            known.script_ended = events.ended is not None
             if events.began is not None and events.ended is None:
                 pod_log(self.logger, uid, known.namespace, known.name, view.job_id).info(
                     "%s job ended without its script's end record: removing what is left "

@@ -52,6 +52,7 @@ class SlurmBackend(JobBackend[SlurmConfig]):
             self.runner,
             node=self.node,
             accounting=self.config.accounting,
+            federation=self.config.federation,
             clock=self.queue_clock(),
             pace=self.pace(),
         )
@@ -84,7 +85,11 @@ class SlurmBackend(JobBackend[SlurmConfig]):
         return words[-1] if words else None
 
     async def active(self, uid: str) -> Sequence[Active]:
-        argv = queue.squeue_argv(names=[naming.job_name(self.node, uid)], active_only=True)
+        argv = queue.squeue_argv(
+            names=[naming.job_name(self.node, uid)],
+            active_only=True,
+            federation=self.config.federation,
+        )
         answer = await self.runner.run(argv, idempotent=True)
         if not answer.ok:
             raise BackendUnavailable(f"squeue failed: {answer.describe()}")

@@ -28,6 +28,12 @@ class SlurmConfig(BatchConfig):
         "sacct -c (the jobcomp/filetxt file, for clusters without slurmdbd), or nowhere "
         "(the exit codes the job script records are all there is).",
     )
+    federation: bool = Field(
+        False,
+        description="The cluster is part of a Slurm federation: squeue asks the whole "
+        "federation for the jobs (one more slurmctld RPC per read) instead of the local "
+        "cluster only.",
+    )
     capacity_from_sinfo: bool = Field(
         True,
         description="Advertise the partition's CPUs, memory and GPUs (from sinfo) as the "

@@ -28,6 +28,10 @@ from vkpy.errors import BackendUnavailable
 from vkpy.transport import Runner
 
 SYSTEM = "Slurm"
+# Queue reads a stopped or signalled job with no record anywhere is held for (a time
+# limit, a cancel, memory): accounting writes a job down when Slurm has finished it,
+# which may be after it left the queue. Other failures are held for one read.
+WORD_READS = 2
 
 
 class Listing(PodBook):
@@ -42,17 +46,21 @@ class Listing(PodBook):
         *,
         node: str,
         accounting: str,
+        federation: bool = False,
         clock: QueueClock | None = None,
         pace: Pace | None = None,
     ) -> None:
         super().__init__(runner, node=node, clock=clock, pace=pace)
         self.accounting = accounting
+        self.federation = federation
         self.jobs: dict[str, JobRecord] = {}  # the last squeue, by pod UID
         self.left: dict[str, JobRecord] = {}  # the last sacct, by job id
 
     async def read_queue(self, files: Mapping[str, records.PodFiles]) -> None:
         """One squeue for the node's jobs, one sacct for those that left the queue."""
-        listing = await self.runner.run(queue.squeue_argv(), idempotent=True)
+        listing = await self.runner.run(
+            queue.squeue_argv(federation=self.federation), idempotent=True
+        )
         if not listing.ok:
             raise BackendUnavailable(f"squeue failed: {listing.describe()}")
         jobs = queue.parse_squeue(listing.text, self.node)
@@ -67,7 +75,8 @@ class Listing(PodBook):
     async def _accounting(
         self, files: Mapping[str, records.PodFiles], jobs: Mapping[str, JobRecord]
     ) -> dict[str, JobRecord]:
-        """Slurm's records of submitted jobs that left the queue without a recorded end."""
+        """Slurm's records of submitted jobs that left the queue without a recorded end,
+        or whose script recorded a stop or a failure that only Slurm can explain."""
         if self.accounting == "none":
             return {}
         wanted = []
@@ -75,7 +84,7 @@ class Listing(PodBook):
             in_queue = jobs.get(uid)
             if not found.job_id or (in_queue is not None and in_queue.job_id == found.job_id):
                 continue
-            if records.job_events(found.job).ended is None:
+            if records.job_events(found.job).ended is None or not records.ended_well(found):
                 wanted.append(found.job_id)
         if not wanted:
             return {}
@@ -122,17 +131,23 @@ class Listing(PodBook):
         return self.conclude(uid, known, found, job_view(found, said, lost=lost))
 
     def settled(self, uid: str) -> bool:
+        """The pod's record is final, and its script recorded its end after stopping
+        its containers (Slurm then completes the job: nothing to cancel), or the last
+        squeue showed its job over."""
         known = self.known.get(uid)
-        record = self.jobs.get(uid)
-        if known is None or known.final is None or record is None:
+        if known is None or known.final is None:
             return False
-        return record.state.terminal and record.job_id == known.job_id
+        if known.script_ended:
+            return True
+        record = self.jobs.get(uid)
+        return record is not None and record.state.terminal and record.job_id == known.job_id
 
     def awaits_word(self, known: Known, found: records.PodFiles, said: JobRecord | None) -> bool:
         """Whether the script stopped, or ended with a failure, and only Slurm can say
         why (cancelled, a time limit, memory): held while the last squeue shows the job
-        unfinished, or, when it did not show the job at all, until it has been read once
-        since."""
+        unfinished, or, when neither the queue nor accounting has a record of it (the
+        job left the queue before accounting wrote it down), for one more queue read
+        (`WORD_READS` when it was signalled); after that, the files say what is known."""
         events = records.job_events(found.job)
         if events.ended is None and events.stopped is None:
             known.word_from = None
@@ -143,7 +158,9 @@ class Listing(PodBook):
             return settling(found, said.state)
         if known.word_from is None:
             known.word_from = self.clock.reads
-        return self.clock.reads == known.word_from
+        signalled = events.stopped is not None or (events.exit_code or 0) > 128
+        reads = WORD_READS if signalled and self.accounting != "none" else 1
+        return self.clock.reads - known.word_from < reads
 
     def _current(
         self, uid: str, found: records.PodFiles, record: JobRecord | None
