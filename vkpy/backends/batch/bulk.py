@@ -128,7 +128,7 @@ def parse(output: str) -> dict[str, Outcome]:
             outcomes[uid] = Outcome("asked", answer=Completed(("queue",), 0, _unb64(detail)))
         elif kind == "refused":
             status, _, error = detail.partition(":")
-            code = int(status) if status.isdigit() else 1
+            code = int(status) if status.isdecimal() else 1
             outcomes[uid] = Outcome(
                 "refused", answer=Completed(("submit",), code, b"", _unb64(error))
             )

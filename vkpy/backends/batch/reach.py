@@ -131,8 +131,8 @@ def target(probe: Probe, place: Placement, *, uid: str, container: str, system: 
         words = probe.run_line.split()
         if not words or words[0] != "start":
             raise ContainerNotRunning(f"container {container} is not running: {_state(words)}")
-        started = int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
-        run = int(words[2]) if len(words) > 2 and words[2].isdigit() else 0
+        started = int(words[1]) if len(words) > 1 and words[1].isdecimal() else 0
+        run = int(words[2]) if len(words) > 2 and words[2].isdecimal() else 0
     return Target(uid, container, probe.job_id, place.host, run, probe.meta.reports_ip, started)
 
 

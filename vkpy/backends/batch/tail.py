@@ -67,7 +67,7 @@ def parse(output: str, layout: Layout) -> tuple[int | None, dict[str, Lines], se
     """The login node's time, the changed files by pod UID, and the pods whose status
     directory is gone."""
     lines = output.splitlines()
-    now = int(lines[0]) if lines and lines[0].strip().isdigit() else None
+    now = int(lines[0]) if lines and lines[0].strip().isdecimal() else None
     gone = {
         where[0]
         for line in lines[1:]

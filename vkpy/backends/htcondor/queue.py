@@ -62,7 +62,8 @@ def condor_history_argv(node: str, job_ids: Sequence[str]) -> list[str]:
     """The history of these jobs of the node only: condor_history reads the schedd's
     history file backwards, and ``-limit`` lets it stop once every job is found rather
     than read a long history to its start."""
-    clusters = sorted({int(job.split(".")[0]) for job in job_ids})
+    # A job id is "<cluster>.<proc>"; one that is not (a damaged job id file) has no history.
+    clusters = sorted({int(c) for job in job_ids if (c := job.split(".")[0]).isdecimal()})
     constraint = (
         f"{node_constraint(node)} && member(ClusterId, {{{', '.join(map(str, clusters))}}})"
     )

@@ -60,20 +60,34 @@ def job_id(ad: Mapping[str, Any]) -> str:
     return f"{ad.get('ClusterId')}.{ad.get('ProcId', 0)}"
 
 
+def whole(value: Any) -> int | None:
+    """An attribute's integer value; None when it holds none (a ClassAd from a newer or
+    a broken schedd may hold anything)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdecimal():
+        return int(value)
+    return None
+
+
 def exit_code(ad: Mapping[str, Any]) -> tuple[int, int | None]:
     """(exit code as a shell reports it, signal or None)."""
     if ad.get("ExitBySignal"):
-        signal = int(ad.get("ExitSignal") or 9)
+        signal = whole(ad.get("ExitSignal")) or 9
         return 128 + signal, signal
-    return int(ad.get("ExitCode", ad.get("ExitStatus", 0)) or 0), None
+    return whole(ad.get("ExitCode", ad.get("ExitStatus"))) or 0, None
 
 
 def job_state(ad: Mapping[str, Any]) -> JobState:
     ident = job_id(ad)
     status = ad.get("JobStatus")
     if status in (RUNNING, TRANSFERRING):
-        began = ad.get("JobCurrentStartDate") or ad.get("EnteredCurrentStatus")
-        return JobState(ident, status, Phase.RUNNING, started=int(began) if began else None)
+        began = whole(ad.get("JobCurrentStartDate")) or whole(ad.get("EnteredCurrentStatus"))
+        return JobState(ident, status, Phase.RUNNING, started=began or None)
     if status == IDLE:
         return JobState(ident, status, Phase.WAITING, message=f"HTCondor job {ident} is idle")
     if status == SUSPENDED:
@@ -103,7 +117,7 @@ def queued_job_state(ad: Mapping[str, Any]) -> JobState:
     as running (the status files say how far it got) until it leaves."""
     if ad.get("JobStatus") == REMOVED:
         began = ad.get("JobCurrentStartDate")
-        return JobState(job_id(ad), REMOVED, Phase.RUNNING, started=int(began) if began else None)
+        return JobState(job_id(ad), REMOVED, Phase.RUNNING, started=whole(began) or None)
     return job_state(ad)
 
 
@@ -114,7 +128,9 @@ def by_pod(ads: Iterable[Mapping[str, Any]]) -> dict[str, tuple[Mapping[str, Any
         uid = ad.get(UID_ATTRIBUTE)
         if isinstance(uid, str) and uid:
             pods.setdefault(uid, []).append(ad)
-    return {
-        uid: tuple(sorted(found, key=lambda a: (a.get("ClusterId", 0), a.get("ProcId", 0)))[::-1])
-        for uid, found in pods.items()
-    }
+    return {uid: tuple(sorted(found, key=_submitted, reverse=True)) for uid, found in pods.items()}
+
+
+def _submitted(ad: Mapping[str, Any]) -> tuple[int, int]:
+    """The order the schedd gave the job (cluster, then proc)."""
+    return whole(ad.get("ClusterId")) or 0, whole(ad.get("ProcId")) or 0

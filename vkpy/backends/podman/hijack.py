@@ -61,7 +61,7 @@ def parse_head(raw: bytes) -> Head:
     lines = raw.decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/") or not code.isdigit():
+    if not version.startswith("HTTP/") or not code.isdecimal():
         raise BackendError(f"Podman answered something that is not HTTP: {lines[0][:100]!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -83,7 +83,7 @@ def failure(op: str, status: int, body: bytes) -> BackendError:
 
 async def _body(reader: asyncio.StreamReader, head: Head) -> bytes:
     length = head.headers.get("content-length", "")
-    if length.isdigit():
+    if length.isdecimal():
         return await reader.readexactly(min(int(length), BODY_LIMIT))
     return await reader.read(BODY_LIMIT)  # Podman closes after an error without a length
 

@@ -40,7 +40,7 @@ def table(proc: Path = PROC) -> dict[int, Proc]:
     """Every process we may see, by PID (those that vanish while read are skipped)."""
     found: dict[int, Proc] = {}
     for entry in proc.iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdecimal():
             continue
         with contextlib.suppress(OSError, ValueError, IndexError):
             ppid = _parent((entry / "stat").read_text())
