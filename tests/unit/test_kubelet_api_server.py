@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yarl
 from aiohttp import web
 
 from vkpy.backend import LogOptions
@@ -182,6 +183,30 @@ async def test_limit_bytes_is_enforced_across_chunks(server, http):
 async def test_log_errors(server, http, path, status, message):
     code, text = await get(http, server, path)
     assert (code, message in text) == (status, True), text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/containerLogs/ns/web/../../../etc/passwd",
+        "/containerLogs/ns/web/%2e%2e/%2e%2e/etc",
+        "/containerLogs/ns/web/..%2f..%2fetc%2fpasswd",
+        "/containerLogs/ns/web/main%00",
+        "/containerLogs/ns/web%00/main",
+        "/containerLogs/ns/../ns/web/main",
+        "/containerLogs/%2e%2e/web/main",
+        "/containerLogs/ns/web/" + "a" * 5000,
+        "/containerLogs/ns/" + "w" * 5000 + "/main",
+        "/containerLogs/ns/web/main/extra",
+        "/containerLogs/ns/web/%E2%80%AEniam",
+    ],
+)
+async def test_odd_names_reach_no_log_and_no_file(server, http, logs, path):
+    """Traversal, NULs and huge names: 400 or 404, and no log reader is ever opened
+    (the reader only sees a pod and a container the pod list knows)."""
+    async with http.get(yarl.URL(url(server, path), encoded=True)) as response:
+        assert response.status in (400, 404), (response.status, await response.text())
+    assert logs.opened == []
 
 
 async def test_init_containers_have_logs_too(server, http, logs):
@@ -374,3 +399,54 @@ async def test_a_busy_port_fails_start_and_leaves_nothing_listening(tls, gate):
         with pytest.raises(OSError):
             await api.start()
         assert api.port is None
+
+
+# ---------------------------------------------------------------- TLS versions
+
+
+def _old_tls_client() -> ssl.SSLContext:
+    """A client that offers TLS 1.0 and 1.1 only, as old clients do."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    return context
+
+
+async def _handshake(port: int, context: ssl.SSLContext) -> str | None:
+    """The TLS version agreed on, or None when the server refused the handshake."""
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+    except (ssl.SSLError, ConnectionResetError):
+        return None
+    version = writer.get_extra_info("ssl_object").version()
+    writer.close()
+    return version
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_tls_below_1_2_is_refused(server, tls, ca, tmp_path, client_tls):
+    # The control: this client can speak TLS 1.1 to a server that allows it, so the
+    # refusal below is the kubelet API's, not the client's.
+    lenient = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    lenient.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    lenient.set_ciphers("ALL:@SECLEVEL=0")
+    serving = pki.issue(ca, tmp_path / "lenient", common_name="x", server=True)
+    lenient.load_cert_chain(serving.cert, serving.key)
+    control = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=lenient)
+    async with control:
+        old = await _handshake(control.sockets[0].getsockname()[1], _old_tls_client())
+    if old is None:
+        pytest.skip("this OpenSSL cannot offer TLS 1.1 at all")
+    assert old in ("TLSv1", "TLSv1.1")
+    assert await _handshake(server.port, _old_tls_client()) is None
+    assert await _handshake(server.port, client_tls) in ("TLSv1.2", "TLSv1.3")
+
+
+async def test_the_health_port_tells_nothing_about_pods(server):
+    async with aiohttp.ClientSession() as session:
+        for path in ("/healthz", "/readyz", "/livez"):
+            async with session.get(f"http://127.0.0.1:{server.health_port}{path}") as response:
+                text = await response.text()
+                assert "web" not in text and "uid-" not in text and "ns" not in text.split()
