@@ -1,7 +1,8 @@
 """Where a Secret's value goes when a pod runs on the Slurm node, checked for real: never
 into the agent's log at DEBUG, the process table, or the job script Slurm stores; on the
 login node only in files of the login user that no other user can read (``nobody``
-tries), under a pod directory of mode 0700, the agent's own staging files 0600."""
+tries), under a pod directory of mode 0700, the agent's own staging files 0600. And a
+pod of another namespace on the same node reaches none of those files."""
 
 import asyncio
 import os
@@ -16,7 +17,7 @@ from kubernetes_asyncio.client import ApiClient
 from vkpy.kube.client import Kube
 from vkpy.testing.waiting import eventually
 
-from .helpers import pod_for
+from .helpers import kubectl, pod_for, pod_phase
 from .test_agent_slurm import (
     NS,
     phase,
@@ -118,3 +119,69 @@ async def test_a_secret_reaches_the_container_and_nowhere_else(login_user, kube,
         assert (await asyncio.to_thread(_as_nobody, "ls", str(pod_dir))).returncode != 0
 
         await kube.delete(f"/api/v1/namespaces/{NS}/pods/{name}")
+
+
+async def test_a_pod_cannot_reach_another_namespaces_pod_files(login_user, kube, tmp_path):
+    """Two pods of two namespaces on one node: the second searches its whole filesystem
+    for the first one's Secret and emptyDir files, and reads its work directory by
+    path; it finds nothing (each container mounts its own pod's volumes only)."""
+    mark = uuid.uuid4().hex[:10]
+    other = f"sweep-b-{mark}"
+    await kube.create("/api/v1/namespaces", {"metadata": {"name": other}})
+    try:
+        async with slurm_agent(login_user, kube, tmp_path, "isolate") as agent:
+            await kube.create(
+                f"/api/v1/namespaces/{other}/secrets",
+                {"metadata": {"name": "s"}, "stringData": {f"key-{mark}": "x"}},
+            )
+            owner = shell(
+                "main",
+                f"echo x > /w/file-{mark}; exec sleep 300",
+                volumeMounts=[
+                    {"name": "sec", "mountPath": "/sec", "readOnly": True},
+                    {"name": "w", "mountPath": "/w"},
+                ],
+            )
+            victim = pod_for(
+                agent.name,
+                "victim",
+                [owner],
+                kind="slurm",
+                metadata={"namespace": other},
+                volumes=[
+                    {"name": "sec", "secret": {"secretName": "s"}},
+                    {"name": "w", "emptyDir": {}},
+                ],
+            )
+            await kube.create(f"/api/v1/namespaces/{other}/pods", victim)
+            await eventually(
+                lambda: _phase_in(kube, other, "victim", "Running"), timeout=90, what="Running"
+            )
+            uid = (await kube.get(f"/api/v1/namespaces/{other}/pods/victim"))["metadata"]["uid"]
+            victim_dir = work_dir(login_user, agent.name) / uid
+            await eventually(
+                lambda: asyncio.to_thread((victim_dir / "volumes").exists),
+                timeout=30,
+                what="the victim's volumes",
+            )
+            search = (
+                f"touch /tmp/file-{mark}; "  # the control: the search finds this one
+                "find / \\( -path /proc -o -path /sys \\) -prune -o "
+                f"\\( -name 'key-{mark}' -o -name 'file-{mark}' \\) -print 2>/dev/null; "
+                f"ls {victim_dir} 2>&1 | head -1; echo searched"
+            )
+            name = f"{agent.name}-seeker"
+            seeker = pod_for(agent.name, name, [shell("main", search)], kind="slurm")
+            await kube.create(f"/api/v1/namespaces/{NS}/pods", seeker)
+            await eventually(lambda: phase(kube, name, "Succeeded"), timeout=90, what="done")
+            done = await asyncio.to_thread(kubectl, login_user, "logs", name)
+            lines = done.stdout.splitlines()
+            assert lines[-1:] == ["searched"], done
+            assert lines[0] == f"/tmp/file-{mark}", lines  # its own file, nothing of the other
+            assert len(lines) == 3 and "No such file" in lines[1], lines
+    finally:
+        await kube.delete(f"/api/v1/namespaces/{other}")
+
+
+async def _phase_in(kube: Kube, namespace: str, name: str, *phases: str) -> bool:
+    return await pod_phase(kube, namespace, name) in phases
