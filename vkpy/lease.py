@@ -90,10 +90,16 @@ class LeaseKeeper:
                 attempt += 1
 
     async def run(self) -> None:
+        # On a fixed cadence: a renewal slowed by a busy apiserver does not push the next
+        # one later, so renewTime advances by renew_seconds. One that took longer than
+        # the period is followed at once, never by a burst of catching up.
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
             try:
                 await self.renew()
             except KubeApiError as exc:
                 self._lease = None
                 logger.warning("lease renewal failed: %s", exc)
-            await asyncio.sleep(self.renew_seconds)
+            due = max(due + self.renew_seconds, loop.time())
+            await asyncio.sleep(due - loop.time())

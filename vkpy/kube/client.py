@@ -31,6 +31,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from vkpy.aio import backoff
 from vkpy.errors import ConfigError, KubeApiError
 from vkpy.jsontypes import JSON
+from vkpy.kube.session import read_environment_once
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ async def connect(kubeconfig: Path | None, *, pool_size: int = CONNECTION_POOL_S
             )
         configuration.connection_pool_maxsize = pool_size
         # Loads the CA file: an unreadable or garbled one is an OSError (ssl.SSLError).
-        return ApiClient(configuration)
+        api = ApiClient(configuration)
+        await read_environment_once(api)
+        return api
     except kube_config.ConfigException as exc:
         raise ConfigError(f"cannot load Kubernetes credentials: {exc}") from exc
     except OSError as exc:

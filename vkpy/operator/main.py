@@ -7,7 +7,7 @@ service account), so both speak to the cluster as the same identity.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from kubernetes_asyncio.client import Configuration
 from vkpy.kube.client import Kube, connect
 from vkpy.metrics import count_kube_request
 from vkpy.operator.election import Election, serve_while_leading
-from vkpy.operator.fleet import Fleet
+from vkpy.operator.fleet import BackendFactory, Fleet
 from vkpy.operator.handlers import Handlers, configure
 from vkpy.operator.health import serve_health
 from vkpy.operator.ports import PortPool
@@ -40,6 +40,7 @@ class Options:
     election: Election | None = None  # replicas: only the Lease's holder serves
     liveness: str | None = None  # kopf's, while serving: e.g. http://0.0.0.0:8080/healthz
     health_port: int = 0  # /healthz of the process, leading or standing by; 0: off
+    build: BackendFactory = field(default=build_backend)  # benchmarks: an instant backend
 
 
 async def connection_info(configuration: Configuration) -> kopf.ConnectionInfo:
@@ -59,7 +60,7 @@ async def connection_info(configuration: Configuration) -> kopf.ConnectionInfo:
 
 def build_registry(kube: Kube, fleet: Fleet, options: Options) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    Handlers(kube, fleet, options.defaults, build_backend).register(
+    Handlers(kube, fleet, options.defaults, options.build).register(
         registry, status_seconds=options.status_seconds
     )
 
@@ -83,7 +84,7 @@ async def run(options: Options) -> None:
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     api = await connect(options.kubeconfig, pool_size=MAX_CONNECTIONS)
     kube = Kube(api, on_request=count_kube_request)
-    fleet = Fleet(kube, PortPool(options.kubelet_ports), build_backend)
+    fleet = Fleet(kube, PortPool(options.kubelet_ports), options.build)
 
     async def serve() -> None:
         try:
