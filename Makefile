@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The Go toolchain builds the Kubernetes test binaries; it lives here on these machines.
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
 
-.PHONY: install system-deps lint unit integration test kube-binaries testbed-up testbed-down clean bench demo
+.PHONY: install system-deps lint unit integration test kube-binaries testbed-up testbed-down clean bench chaos demo
 
 install: $(STAMP)
 
@@ -68,3 +68,8 @@ bench: system-deps install kube-binaries
 	$(BIN)/python benchmarks/slurm_pods.py
 	$(BIN)/python benchmarks/streams.py
 	$(BIN)/python benchmarks/operator_nodes.py
+
+# A soak on the testbed: pods keep arriving on a Podman, a Slurm and an HTCondor node
+# while faults keep coming; invariants checked at the end (CHAOS_MINUTES, CHAOS_SEED).
+chaos: system-deps install kube-binaries
+	$(BIN)/python benchmarks/chaos.py
