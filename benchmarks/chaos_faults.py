@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vkpy.testing import sshd
 from vkpy.testing.processes import Supervisor
 
 
@@ -96,16 +97,16 @@ async def restart_daemon(supervisor: Supervisor, name: str, down_seconds: float)
     supervisor.start(name, argv, env=env, cwd=cwd)
 
 
-async def kill_sshd(supervisor: Supervisor, down_seconds: float) -> None:
-    """kill -9 of sshd's listener and of every session it forked, then a new listener."""
+async def kill_sshd(supervisor: Supervisor, config: Path, port: int, down_seconds: float) -> None:
+    """kill -9 of sshd's listener and of every session it forked, then a new listener
+    (sshd rewrites its process title, so it is started from its config, not /proc)."""
     pid = supervisor.pid("sshd")
     if pid is None:
         raise RuntimeError("chaos: sshd is not running")
-    argv, env, cwd = _launch(pid)
     subprocess.run(["pkill", "-9", "-P", str(pid)], check=False)
     os.kill(pid, signal.SIGKILL)
     await asyncio.sleep(down_seconds)
-    supervisor.start("sshd", argv, env=env, cwd=cwd)
+    await asyncio.to_thread(sshd.start, supervisor, config, port)
 
 
 async def read_only(directory: Path, seconds: float) -> None:
@@ -124,7 +125,10 @@ Injector = Callable[[random.Random], Awaitable[str]]
 
 
 def injectors(
-    supervisor: Supervisor, agents: list[AgentProcess], state_dirs: list[Path]
+    supervisor: Supervisor,
+    agents: list[AgentProcess],
+    state_dirs: list[Path],
+    sshd_at: tuple[Path, int],
 ) -> dict[str, Injector]:
     """Every fault kind: a coroutine that injects it and returns its target."""
 
@@ -149,8 +153,8 @@ def injectors(
 
         return inject
 
-    async def sshd(rng: random.Random) -> str:
-        await kill_sshd(supervisor, rng.uniform(1, 5))
+    async def sshd_kill9(rng: random.Random) -> str:
+        await kill_sshd(supervisor, *sshd_at, rng.uniform(1, 5))
         return "sshd"
 
     async def state_read_only(rng: random.Random) -> str:
@@ -165,6 +169,6 @@ def injectors(
         "etcd-restart": daemon("etcd"),
         "slurmctld-restart": daemon("slurmctld"),
         "podman-service-restart": daemon("podman-service"),
-        "sshd-kill-9": sshd,
+        "sshd-kill-9": sshd_kill9,
         "state-dir-read-only-30s": state_read_only,
     }
