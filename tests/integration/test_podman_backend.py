@@ -72,3 +72,25 @@ async def harness(testbed: Endpoints, tmp_path: Path) -> AsyncIterator[contract.
 @pytest.mark.parametrize("check", contract.CHECKS, ids=contract.check_id)
 async def test_contract(check: contract.Check, harness: contract.Harness) -> None:
     await check(harness)
+
+
+async def test_delete_removes_a_podman_pod_a_create_left_with_no_container(
+    testbed: Endpoints, tmp_path: Path
+) -> None:
+    """A create cut short (the Podman service restarted) can leave the Podman pod alone,
+    with no container to find it by: delete still removes it."""
+    config = PodmanConfig(socket=str(testbed.podman.socket), state_dir=tmp_path / "state")
+    node = f"empty-{uuid.uuid4().hex[:10]}"
+    uid = str(uuid.uuid4())
+    backend = PodmanBackend(config, node_name=node)
+    await backend.start()
+    try:
+        labels = {podman_spec.UID: uid, podman_spec.NODE: node}
+        name = f"vkpy-default-cut-{uid[:8]}"
+        await backend.api.create_pod({"name": name, "labels": labels, "no_infra": True})
+        assert await backend.api.list_pods(labels) == [name]
+        assert await podman_pods(backend, uid) == []  # no container tells of it
+        await backend.delete(uid, grace_seconds=0)
+        assert await backend.api.list_pods(labels) == []
+    finally:
+        await backend.close()

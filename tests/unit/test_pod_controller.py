@@ -90,6 +90,22 @@ async def test_a_deleted_pod_is_stopped_reported_and_deleted_with_grace_0_and_it
     assert world.pods.tracked == {}
 
 
+async def test_a_pod_deleted_after_a_create_cut_short_is_deleted_in_the_backend_too() -> None:
+    """The backend went away mid-create: it may hold part of the pod (a Podman pod with
+    no container yet, a job whose sbatch answer was lost), so the delete asks it."""
+    world = World()
+    world.backend.create_errors = [BackendUnavailable("Server disconnected")] * 100
+    async with running(world):
+        pod = await world.create(api_pod())
+        uid = pod["metadata"]["uid"]
+        await until(lambda: bool(world.backend.create_calls), what="the create tried")
+        await world.kube.delete(path(), {"gracePeriodSeconds": 3})  # before the retry
+        await until(lambda: world.kube.object(path()) is None, what="the pod to go")
+    assert world.backend.creates == 0
+    assert world.backend.delete_calls == [(uid, 0)]
+    assert world.pods.tracked == {}
+
+
 async def test_the_final_delete_spares_a_new_pod_of_the_same_name() -> None:
     world = World()
     world.backend.delete_gate = gate = asyncio.Event()

@@ -45,6 +45,9 @@ class Tracked:
     seen: Observation = field(default_factory=Observation)
     written: JSON | None = None  # the status last written
     attempts: int = 0  # failures in a row, for the back-off
+    # A create was cut short (the backend unreachable, or an unexpected error): part of
+    # the pod may be in the backend although it never reached IN_BACKEND.
+    unsure: bool = False
     announced: set[str] = field(default_factory=set)  # events already emitted
     # Kept from the first API object (or backend record) seen, so that every log line,
     # the last one after the API object is gone included, names the pod.

@@ -148,12 +148,14 @@ class Steps:
             self.events.pod(pod, "Warning", "Failed", f"Failed to pull image: {exc}")
             return self._retry(entry)
         except BackendUnavailable as exc:
+            entry.unsure = True
             self.unavailable()
             entry.wait(Waiting("ProviderFailed", str(exc)))
             self.events.pod(pod, "Warning", "ProviderFailed", str(exc))
             return self._retry(entry)
         except Exception as exc:  # a defect, in vkpy or below: said on the pod, retried
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            entry.unsure = True
             pod_log(entry, uid).exception("creating the pod failed unexpectedly")
             # The kubelet's waiting reason when creating a container fails for a reason
             # it has no name for (pkg/kubelet/container/sync_result.go).
@@ -189,6 +191,12 @@ class Steps:
 
     async def stop(self, uid: str, entry: Tracked, *, grace: int) -> None:
         """Remove the pod from the backend, if it is there; its record says it was killed."""
+        if entry.stage is Stage.NEW and entry.unsure:
+            # What a create cut short may have left (a Podman pod, a submitted job).
+            with backend_call("delete"):
+                await self.backend.delete(uid, grace_seconds=0)
+            entry.unsure = False
+            return
         if entry.stage is not Stage.IN_BACKEND:
             return
         with backend_call("delete"):
@@ -217,7 +225,7 @@ class Steps:
                     f"killing/{container['name']}",
                     ("Normal", "Killing", f"Stopping container {container['name']}"),
                 )
-            await self.stop(uid, entry, grace=int(meta.get("deletionGracePeriodSeconds") or 0))
+        await self.stop(uid, entry, grace=int(meta.get("deletionGracePeriodSeconds") or 0))
         if (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES:
             status = self.status(entry, pod)
             if status["phase"] not in TERMINAL_PHASES:

@@ -223,6 +223,12 @@ class PodmanApi:
             timeout=self.timeout + grace_seconds,
         )
 
+    async def list_pods(self, labels: Mapping[str, str]) -> list[str]:
+        """The names of the Podman pods carrying all of ``labels``, with containers or not."""
+        params = {"filters": json.dumps({"label": _labels(labels)})}
+        found = await self._json("pod.list", "GET", "/pods/json", params=params)
+        return [str(pod["Name"]) for pod in found or [] if pod.get("Name")]
+
     async def remove_pod(self, pod: str) -> None:
         """Remove the pod and its containers (killing what still runs)."""
         await self._call("pod.remove", "DELETE", f"/pods/{pod}", params={"force": "true"})

@@ -301,8 +301,11 @@ class PodmanBackend:
         driver.deleting(uid)
         try:
             async with driver.lock(uid):
-                entries = await self.api.list_containers({spec.UID: uid, spec.NODE: self.node})
-                pods = sorted({str(e["PodName"]) for e in entries if e.get("PodName")})
+                labels = {spec.UID: uid, spec.NODE: self.node}
+                entries = await self.api.list_containers(labels)
+                # A create cut short can leave a Podman pod with no container in it yet.
+                named = {str(e["PodName"]) for e in entries if e.get("PodName")}
+                pods = sorted(named | set(await self.api.list_pods(labels)))
                 for podman_pod in pods:
                     with contextlib.suppress(PodNotFound):
                         await self.api.stop_pod(podman_pod, grace_seconds=max(grace_seconds, 0))
@@ -315,7 +318,7 @@ class PodmanBackend:
                 with contextlib.suppress(PodError):  # a UID unfit for paths has no files
                     pod_dir = volumes.pod_dir(self.state_dir, uid)
                     await asyncio.to_thread(volumes.remove, pod_dir, self.config.memory_dir / uid)
-                if entries:
+                if entries or pods:
                     logger.info("deleted pod uid %s (Podman pod %s)", uid, ", ".join(pods))
         finally:
             driver.deleted(uid)
