@@ -32,6 +32,7 @@ from common import node_ready  # benchmarks/common.py
 
 from vkpy.errors import KubeApiError
 from vkpy.kube.client import Kube, connect
+from vkpy.kube.watching import Change, Snapshot, watch_forever
 from vkpy.testing.processes import Supervisor
 from vkpy.testing.rootless import prepare_login_user
 from vkpy.testing.testbed import Endpoints, Testbed
@@ -161,28 +162,22 @@ class Driver:
 
     async def watch(self) -> None:
         """Every pod of the run as it changes, listing again whenever the watch ends."""
-        while True:
-            with contextlib.suppress(Exception):
-                listing = await self.kube.get(PODS, labelSelector=f"chaos={RUN}")
-                for item in listing["items"]:
-                    self.seen(item)
-                listed = {item["metadata"]["name"] for item in listing["items"]}
-                for plan in self.plans.values():  # deleted while the watch was down
-                    if plan.deleted_at and not plan.gone_at and plan.name not in listed:
-                        plan.gone_at = time.monotonic()
-                query = {
-                    "labelSelector": f"chaos={RUN}",
-                    "watch": True,
-                    "resourceVersion": listing["metadata"]["resourceVersion"],
-                }
-                async for event in self.kube.stream(PODS, query=query, read_timeout=120):
-                    if event.get("type") == "DELETED":
-                        plan = self.plans.get(event["object"]["metadata"]["name"])
-                        if plan is not None and not plan.gone_at:
-                            plan.gone_at = time.monotonic()
-                    elif event.get("type") in ("ADDED", "MODIFIED"):
-                        self.seen(event["object"])
-            await asyncio.sleep(1)
+        await watch_forever(self.kube, PODS, {"labelSelector": f"chaos={RUN}"}, self.changed)
+
+    async def changed(self, change: Change) -> None:
+        if isinstance(change, Snapshot):
+            for item in change.items:
+                self.seen(item)
+            listed = {item["metadata"]["name"] for item in change.items}
+            for plan in self.plans.values():  # deleted while the watch was down
+                if plan.deleted_at and not plan.gone_at and plan.name not in listed:
+                    plan.gone_at = time.monotonic()
+        elif change.type == "DELETED":
+            plan = self.plans.get(change.object["metadata"]["name"])
+            if plan is not None and not plan.gone_at:
+                plan.gone_at = time.monotonic()
+        else:
+            self.seen(change.object)
 
     def seen(self, item: dict[str, Any]) -> None:
         plan = self.plans.get(item["metadata"]["name"])

@@ -36,6 +36,7 @@ from pods import Observer, pod, wait_for  # benchmarks/pods.py
 
 from vkpy.errors import KubeApiError
 from vkpy.kube.client import Kube, connect
+from vkpy.kube.watching import Change, Snapshot, watch_forever
 from vkpy.operator.crd import GROUP, PLURAL, VERSION
 from vkpy.testing.testbed import Endpoints
 from vkpy.testing.virtualnodes import virtual_node
@@ -74,17 +75,12 @@ def process_figures(pid: int) -> dict[str, float]:
 
 async def follow(kube: Kube, path: str, query: dict[str, str], seen: Callable[[Any], None]) -> None:
     """Every object at ``path`` and each change to it, for as long as the task lives."""
-    while True:
-        listing = await kube.get(path, **query)
-        for item in listing["items"]:
+
+    async def handle(change: Change) -> None:
+        for item in change.items if isinstance(change, Snapshot) else (change.object,):
             seen(item)
-        version = listing["metadata"]["resourceVersion"]
-        params = {**query, "watch": True, "resourceVersion": version}
-        with contextlib.suppress(KubeApiError):  # 410 Gone: list again
-            async for event in kube.stream(path, query=params, read_timeout=300):
-                if event.get("type") == "ERROR":
-                    break
-                seen(event["object"])
+
+    await watch_forever(kube, path, query, handle)
 
 
 class Nodes:

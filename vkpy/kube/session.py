@@ -2,7 +2,7 @@
 
 kubernetes_asyncio opens its aiohttp session with ``trust_env=True``. aiohttp then looks
 up ``.netrc`` and the proxy variables in a worker thread on every request: two thread
-hops per request, about half of the agent's CPU per pod with the instant backend. The
+hops per request, about a third of the agent's CPU per pod with the instant backend. The
 proxy the environment names for the API server (``HTTPS_PROXY``, ``NO_PROXY``, as
 kubectl reads them) is looked up here once and passed with every request; a kubeconfig's
 own ``proxy-url`` wins. ``.netrc`` is no way to authenticate to an API server.
