@@ -3,9 +3,11 @@ while faults keep coming; invariants are checked at the end and printed as a tab
 
 CHAOS_MINUTES (10) of load, CHAOS_SEED (random) for the pod mix and the faults,
 CHAOS_FAULTS (all) to draw only some kinds (comma-separated). Each
-pod's container first appends "<pod uid> <attempt>" to a start-record file on its
-backend's host (a hostPath volume), so a pod that ran twice shows. The faults are in
-benchmarks/chaos_faults.py; the network to the login node is not cut yet.
+pod's container first appends "<pod uid> <attempt> <uptime>" to a start-record file on
+its backend's host (a hostPath volume), so a pod that ran twice shows, and the status lag
+(container start → Running in the API) is measured on one clock. The faults are in
+benchmarks/chaos_faults.py. The Slurm agent reaches its login node through the node's
+own network namespace, whose link a fault drops.
 """
 
 from __future__ import annotations
@@ -27,14 +29,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from chaos_faults import AgentProcess, Fault, injectors  # benchmarks/chaos_faults.py
+from chaos_faults import (  # benchmarks/chaos_faults.py
+    AgentProcess,
+    Fault,
+    SshDaemon,
+    fault_kinds,
+    injectors,
+)
 from common import node_ready  # benchmarks/common.py
 
 from vkpy.errors import KubeApiError
 from vkpy.kube.client import Kube, connect
 from vkpy.kube.watching import Change, Snapshot, watch_forever
+from vkpy.testing import loginns, sshd
 from vkpy.testing.processes import Supervisor
 from vkpy.testing.rootless import prepare_login_user
+from vkpy.testing.sshd import Ssh
 from vkpy.testing.testbed import Endpoints, Testbed
 
 MINUTES = float(os.environ.get("CHAOS_MINUTES", "10"))
@@ -53,9 +63,10 @@ KINDS = {  # kind: share of the mix
     "delete-running": 1,
     "delete-finished": 1,
 }
-RECORD = (
+RECORD = (  # /proc/uptime is the host's boot-time clock, inside a container too
+    "read up _ < /proc/uptime; "
     'n=$(grep -c "^$POD_UID " /records/starts 2>/dev/null); n=$((${n:-0} + 1)); '
-    'echo "$POD_UID $n" >> /records/starts; '
+    'echo "$POD_UID $n $up" >> /records/starts; '
 )
 SETTLE_SECONDS = 240  # after the load: for every pod to end, or go
 
@@ -116,15 +127,19 @@ def records_dir_of(node: str) -> str:
     return str(RECORDS[node])
 
 
-def agent_for(endpoints: Endpoints, work: Path, backend: str) -> tuple[str, AgentProcess, Path]:
+def agent_for(
+    endpoints: Endpoints, work: Path, backend: str, login: Ssh
+) -> tuple[str, AgentProcess, Path]:
     """The testbed's own config for ``backend``, as a node of this run with its state and
-    start records in ``work``."""
+    start records in ``work``; Slurm's login node is reached through ``login``."""
     node = f"{RUN}-{backend}"
     config = yaml.safe_load((endpoints.state / f"{backend}.yaml").read_text())
     state = work / f"state-{backend}"
     state.mkdir(parents=True, exist_ok=True)
     config.update({"state_dir": str(state), "log_level": "INFO"})
     config["kubelet_api"].update({"port": 0, "health_port": 0})
+    if backend == "slurm":
+        config["backend"]["ssh"].update(host=login.host, known_hosts=str(login.known_hosts))
     if backend == "podman":
         records = work / "records-podman"
         records.mkdir(exist_ok=True)
@@ -157,6 +172,7 @@ class Driver:
         self.plans: dict[str, Planned] = {}
         self.faults: list[Fault] = []
         self.running_seen: dict[str, float] = {}
+        self.running_boottime: dict[str, float] = {}  # on the start records' clock
         self.tasks: set[asyncio.Task[None]] = set()
         self.lags: list[tuple[float, float]] = []  # (when Running was seen, created → Running)
 
@@ -189,6 +205,7 @@ class Driver:
         ) == "Running" and plan.name not in self.running_seen:
             now = time.monotonic()
             self.running_seen[plan.name] = now
+            self.running_boottime[plan.name] = time.clock_gettime(time.CLOCK_BOOTTIME)
             self.lags.append((now, now - plan.created))
 
     async def load(self, until: float) -> None:
@@ -251,8 +268,19 @@ class Driver:
             return False
 
     async def inject(self, until: float, endpoints: Endpoints, state_dirs: list[Path]) -> None:
-        sshd_at = (endpoints.state / "ssh" / "sshd_config", endpoints.ssh.port)
-        kinds = injectors(Supervisor(endpoints.state), self.agents, state_dirs, sshd_at)
+        supervisor, keys, port = (
+            Supervisor(endpoints.state),
+            endpoints.state / "ssh",
+            endpoints.ssh.port,
+        )
+        sshds = [
+            SshDaemon("sshd", lambda: sshd.start(supervisor, keys / "sshd_config", port)),
+            SshDaemon(
+                loginns.DAEMON,
+                lambda: loginns.start(supervisor, keys / "netns-sshd_config", port),
+            ),
+        ]
+        kinds = injectors(supervisor, self.agents, state_dirs, sshds)
         names = sorted(set(kinds) & set(ONLY)) if ONLY else sorted(kinds)
         await asyncio.sleep(self.fault_rng.uniform(10, 40))
         while time.monotonic() < until:
@@ -286,15 +314,22 @@ def terminated(plan: Planned) -> dict[str, Any]:
     return {}
 
 
-def starts(records: list[Path]) -> dict[str, list[int]]:
-    """Each pod's recorded attempts, in the order they were written."""
-    found: dict[str, list[int]] = defaultdict(list)
+@dataclass
+class Starts:
+    attempts: dict[str, list[int]]  # pod uid: its attempts, in the order they were written
+    first: dict[str, float]  # pod uid: boot-time clock at its first start
+
+
+def starts(records: list[Path]) -> Starts:
+    found = Starts(defaultdict(list), {})
     for file in records:
         with contextlib.suppress(OSError):
             for line in file.read_text().splitlines():
-                uid, _, attempt = line.partition(" ")
+                uid, attempt, uptime, *_ = [*line.split(" "), "", ""]
                 if attempt.isdecimal():
-                    found[uid].append(int(attempt))
+                    found.attempts[uid].append(int(attempt))
+                    with contextlib.suppress(ValueError):
+                        found.first.setdefault(uid, float(uptime))
     return found
 
 
@@ -425,9 +460,9 @@ async def clean_up(driver: Driver) -> None:
         await asyncio.sleep(2)
 
 
-async def chaos(endpoints: Endpoints, work: Path) -> int:
+async def chaos(endpoints: Endpoints, work: Path, login: Ssh) -> int:
     prepare_login_user(endpoints.ssh.user)
-    made = [agent_for(endpoints, work, backend) for backend in BACKENDS]
+    made = [agent_for(endpoints, work, backend, login) for backend in BACKENDS]
     nodes = {backend: node for backend, (node, _, _) in zip(BACKENDS, made, strict=True)}
     agents = [agent for _, agent, _ in made]
     for agent in agents:
@@ -453,11 +488,11 @@ async def chaos(endpoints: Endpoints, work: Path) -> int:
         await driver.until(lambda: settled(driver) or time.monotonic() > settle, SETTLE_SECONDS)
         rss_end = {agent.name: agent.rss_mib() for agent in agents}
         records = starts([RECORDS[node] / "starts" for node in nodes.values()])
-        found = violations(driver, records)
+        found = violations(driver, records.attempts)
         found += rss_growth(agents, rss_end)
         await clean_up(driver)
         found += await drained(endpoints, driver)
-        report(driver, found, rss_end)
+        report(driver, found, rss_end, records)
         return 1 if found else 0
     finally:
         watcher.cancel()
@@ -497,22 +532,40 @@ def settled(driver: Driver) -> bool:
     return True
 
 
-def report(driver: Driver, found: list[str], rss_end: dict[str, float]) -> None:
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * 0.99) - 1)] if ordered else float("nan")
+
+
+def status_lags(driver: Driver, records: Starts, windows: list[tuple[float, float]]) -> list[float]:
+    """Container start → Running seen in the API, for pods that started outside faults."""
+    lags = []
+    for plan in driver.plans.values():
+        seen, started = driver.running_boottime.get(plan.name), records.first.get(plan.uid)
+        at = driver.running_seen.get(plan.name, 0.0)
+        if seen is None or started is None or any(a <= at <= b for a, b in windows):
+            continue
+        lags.append(seen - started)
+    return lags
+
+
+def report(driver: Driver, found: list[str], rss_end: dict[str, float], records: Starts) -> None:
     kinds = Counter(plan.kind for plan in driver.plans.values())
     faults = Counter(fault.kind for fault in driver.faults)
     worst: dict[str, float] = {}
     for fault in driver.faults:
         worst[fault.kind] = max(worst.get(fault.kind, 0), fault.recovered - fault.ended)
     windows = [(f.began, f.recovered + 10) for f in driver.faults]
-    calm = sorted(lag for at, lag in driver.lags if not any(a <= at <= b for a, b in windows))
-    p99 = calm[max(0, int(len(calm) * 0.99) - 1)] if calm else float("nan")
+    calm = [lag for at, lag in driver.lags if not any(a <= at <= b for a, b in windows)]
+    lags = status_lags(driver, records, windows)
     print("\n| pods by kind | count |\n| --- | --- |")
     for kind, count in sorted(kinds.items()):
         print(f"| {kind} | {count} |")
     print("\n| fault | times | worst time to all nodes Ready |\n| --- | --- | --- |")
     for kind, count in sorted(faults.items()):
         print(f"| {kind} | {count} | {worst[kind]:.1f} s |")
-    print(f"\napply → Running p99 outside fault windows: {p99:.1f} s ({len(calm)} pods)")
+    print(f"\nstatus lag p99 outside fault windows: {p99(lags):.2f} s ({len(lags)} pods)")
+    print(f"apply → Running p99 outside fault windows: {p99(calm):.1f} s ({len(calm)} pods)")
     print("agent RSS at the end (MiB): " + json.dumps({k: round(v) for k, v in rss_end.items()}))
     for problem in found:
         print(f"violation: {problem}")
@@ -522,11 +575,18 @@ def report(driver: Driver, found: list[str], rss_end: dict[str, float]) -> None:
 def main() -> None:
     if shutil.which("squeue") is None:
         raise SystemExit("chaos: the testbed's Slurm is needed (make system-deps)")
-    endpoints = Testbed().up()
+    if unknown := sorted(set(ONLY) - set(fault_kinds())):
+        raise SystemExit(
+            f"chaos: CHAOS_FAULTS names unknown kinds {', '.join(unknown)}; "
+            f"the kinds are {', '.join(fault_kinds())}"
+        )
+    testbed = Testbed()
+    endpoints = testbed.up()
     os.environ.update(endpoints.environment())
     work = endpoints.state / RUN
     work.mkdir(parents=True)
-    sys.exit(asyncio.run(chaos(endpoints, work)))
+    login = testbed.login_namespace(endpoints)
+    sys.exit(asyncio.run(chaos(endpoints, work, login)))
 
 
 if __name__ == "__main__":

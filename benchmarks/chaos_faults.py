@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vkpy.testing import sshd
+from vkpy.testing import loginns
 from vkpy.testing.processes import Supervisor
 
 
@@ -97,16 +97,33 @@ async def restart_daemon(supervisor: Supervisor, name: str, down_seconds: float)
     supervisor.start(name, argv, env=env, cwd=cwd)
 
 
-async def kill_sshd(supervisor: Supervisor, config: Path, port: int, down_seconds: float) -> None:
+@dataclass(frozen=True)
+class SshDaemon:
+    """An sshd of the testbed: its supervisor name and how to start it again."""
+
+    name: str
+    start: Callable[[], None]
+
+
+async def kill_sshd(supervisor: Supervisor, daemon: SshDaemon, down_seconds: float) -> None:
     """kill -9 of sshd's listener and of every session it forked, then a new listener
     (sshd rewrites its process title, so it is started from its config, not /proc)."""
-    pid = supervisor.pid("sshd")
+    pid = supervisor.pid(daemon.name)
     if pid is None:
-        raise RuntimeError("chaos: sshd is not running")
+        raise RuntimeError(f"chaos: {daemon.name} is not running")
     subprocess.run(["pkill", "-9", "-P", str(pid)], check=False)
     os.kill(pid, signal.SIGKILL)
     await asyncio.sleep(down_seconds)
-    await asyncio.to_thread(sshd.start, supervisor, config, port)
+    await asyncio.to_thread(daemon.start)
+
+
+async def cut_login_network(seconds: float) -> None:
+    """The link to the login node's network namespace dropped for ``seconds``."""
+    loginns.cut()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        loginns.mend()
 
 
 async def read_only(directory: Path, seconds: float) -> None:
@@ -128,7 +145,7 @@ def injectors(
     supervisor: Supervisor,
     agents: list[AgentProcess],
     state_dirs: list[Path],
-    sshd_at: tuple[Path, int],
+    sshds: list[SshDaemon],
 ) -> dict[str, Injector]:
     """Every fault kind: a coroutine that injects it and returns its target."""
 
@@ -154,8 +171,13 @@ def injectors(
         return inject
 
     async def sshd_kill9(rng: random.Random) -> str:
-        await kill_sshd(supervisor, *sshd_at, rng.uniform(1, 5))
-        return "sshd"
+        daemon = rng.choice(sshds)
+        await kill_sshd(supervisor, daemon, rng.uniform(1, 5))
+        return daemon.name
+
+    async def network_cut(rng: random.Random) -> str:
+        await cut_login_network(rng.uniform(20, 60))
+        return loginns.LOGIN_ADDRESS
 
     async def state_read_only(rng: random.Random) -> str:
         index = rng.randrange(len(state_dirs))
@@ -170,5 +192,11 @@ def injectors(
         "slurmctld-restart": daemon("slurmctld"),
         "podman-service-restart": daemon("podman-service"),
         "sshd-kill-9": sshd_kill9,
+        "login-network-cut": network_cut,
         "state-dir-read-only-30s": state_read_only,
     }
+
+
+def fault_kinds() -> list[str]:
+    """The kinds `injectors` offers (CHAOS_FAULTS is checked against them)."""
+    return sorted(injectors(Supervisor(Path("/nonexistent")), [], [], []))

@@ -1,7 +1,8 @@
 """`vkpy run` with the Slurm backend (.testbed/slurm.yaml) against the real control plane:
 pods placed by the real scheduler run as jobs of the testbed's Slurm 22.05, submitted
 over the real sshd as the unprivileged login user; `kubectl logs` through the apiserver.
-The daemons behind the node (slurmctld, sshd) are restarted while pods run."""
+The daemons behind the node (slurmctld, sshd) are restarted while pods run, and the network
+to the login node is cut."""
 
 import asyncio
 import contextlib
@@ -18,9 +19,10 @@ from kubernetes_asyncio.client import ApiClient
 
 from vkpy.backends.slurm.naming import JOB_PREFIX
 from vkpy.kube.client import Kube
-from vkpy.testing import slurm, sshd
+from vkpy.testing import loginns, slurm, sshd
 from vkpy.testing.processes import Supervisor
 from vkpy.testing.slurm_config import ssh_section
+from vkpy.testing.testbed import Testbed
 from vkpy.testing.waiting import eventually
 
 from .helpers import (
@@ -349,3 +351,66 @@ async def _not_ready(kube: Kube, node: str, why: str) -> bool:
     found = await kube.get(f"/api/v1/nodes/{node}")
     ready = [c for c in found["status"]["conditions"] if c["type"] == "Ready"]
     return bool(ready) and ready[0]["status"] == "False" and why in ready[0]["message"]
+
+
+# ---------------------------------------------------------------- the network cut
+
+
+async def test_network_cut_to_the_login_node(login_user, kube, tmp_path):
+    """The agent reaches the login node through its own network namespace, and the link
+    drops for 20 s: packets vanish, nothing refuses them. The node goes NotReady saying
+    the login node is unreachable; the running pod's job goes on under Slurm, and a pod
+    bound during the cut waits. Once the link is back, each pod ends with its own status,
+    submitted once."""
+    testbed = login_user
+    login = Testbed(testbed.state).login_namespace(testbed)
+    quick = {
+        "keepalive_seconds": 1.0,
+        "keepalive_count_max": 2,
+        "connect_timeout_seconds": 2.0,
+        "reconnect_initial_seconds": 0.2,
+        "reconnect_max_seconds": 1.0,
+    }
+    async with slurm_agent(
+        testbed,
+        kube,
+        tmp_path,
+        "slurm-cut",
+        settings={"node_status_seconds": 1},
+        backend={"ssh": {**ssh_section(login), **quick}},
+    ) as agent:
+        node = agent.name
+        running, later = f"{node}-running", f"{node}-later"
+        await kube.create(
+            f"/api/v1/namespaces/{NS}/pods",
+            pod_for(node, running, [shell("main", "sleep 12; exit 4")], kind="slurm"),
+        )
+        await eventually(lambda: phase(kube, running, "Running"), timeout=60, what="Running")
+        uid = (await get(kube, running))["metadata"]["uid"]
+        loginns.cut()
+        try:
+            await eventually(
+                lambda: _not_ready(kube, node, "login node unreachable"),
+                timeout=30,
+                what="NotReady during the cut",
+            )
+            await kube.create(
+                f"/api/v1/namespaces/{NS}/pods",
+                pod_for(node, later, [shell("main", "exit 0")], kind="slurm"),
+            )
+            status = work_dir(testbed, node) / uid / "status" / "main"
+            await eventually(
+                lambda: asyncio.to_thread(_all_exited, [status]),
+                timeout=30,
+                what="the job to end during the cut",
+            )
+            assert await pod_phase(kube, NS, later) == "Pending"
+        finally:
+            loginns.mend()
+        await eventually(lambda: node_ready(kube, node), timeout=30, what="Ready after the cut")
+        await eventually(lambda: phase(kube, running, "Failed"), timeout=60, what="Failed")
+        assert terminated(await get(kube, running))["exitCode"] == 4
+        await eventually(lambda: phase(kube, later, "Succeeded"), timeout=60, what="Succeeded")
+        jobs = submissions(agent)
+        assert sorted(jobs) == sorted([running, later]), jobs
+        assert all(len(j) == 1 for j in jobs.values()), jobs

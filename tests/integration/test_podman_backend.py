@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from vkpy.backend import Terminated
 from vkpy.backends.podman import PodmanBackend
 from vkpy.backends.podman import spec as podman_spec
 from vkpy.config import PodmanConfig
@@ -94,3 +96,47 @@ async def test_delete_removes_a_podman_pod_a_create_left_with_no_container(
         assert await backend.api.list_pods(labels) == []
     finally:
         await backend.close()
+
+
+CNI_LEASES = Path("/var/lib/cni/networks/podman")  # host-local IPAM of Podman's bridge
+
+
+def free_lease() -> Path:
+    """A lease file of Podman's bridge no pod holds."""
+    assert CNI_LEASES.is_dir(), "the testbed's Podman bridge uses CNI's host-local IPAM"
+    return next(p for n in range(2, 250) if not (p := CNI_LEASES / f"10.88.254.{n}").exists())
+
+
+async def test_a_sandbox_whose_network_failed_is_torn_down_and_started_again(
+    harness: contract.Harness,
+) -> None:
+    """A Podman service stopped halfway through a pod's network setup leaves the IP held
+    for the pod's infra container: starting the pod then fails ("duplicate allocation",
+    "starting some containers"). Planted here as the soak found it, the pod stays
+    waiting, as behind a kubelet's failed sandbox, and once its sandbox is torn down it
+    starts, its container once: no exit 128."""
+    backend = harness.backend
+    assert isinstance(backend, PodmanBackend)
+    lease = await asyncio.to_thread(free_lease)
+    create_container = backend.api.create_container
+    planted: list[str] = []
+
+    async def create_after_planting(body):  # type: ignore[no-untyped-def]
+        if not planted:  # the Podman pod and its infra container exist by now
+            infra = await backend.api.infra_container(str(body["pod"]))
+            await asyncio.to_thread(lease.write_text, f"{infra}\r\neth0")
+            planted.append(infra)
+        return await create_container(body)
+
+    backend.api.create_container = create_after_planting  # type: ignore[method-assign]
+    pod = harness.pod("sandbox", [harness.container("main", "echo ran; exit 0")])
+    try:
+        await harness.create(pod)
+        run = await harness.finished(pod.uid)
+        released = not await asyncio.to_thread(lease.exists)  # the teardown gave it back
+    finally:
+        await asyncio.to_thread(lease.unlink, missing_ok=True)
+    assert planted and released, "the stale IP was never planted, or never given back"
+    state = run.containers[0].state
+    assert isinstance(state, Terminated) and state.exit_code == 0, state
+    assert await harness.logs(pod.uid, "main") == b"ran\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from vkpy.testing import condor, podman, rootless, slurm, sshd
+from vkpy.testing import condor, loginns, podman, rootless, slurm, sshd
 from vkpy.testing.controlplane import ControlPlane, ControlPlanePorts, ControlPlaneRunner
 from vkpy.testing.htcondor_config import htcondor_agent_config
 from vkpy.testing.processes import Supervisor
@@ -136,6 +136,17 @@ class Testbed:
         write_agent_configs(endpoints)
         return endpoints
 
+    def login_namespace(self, endpoints: Endpoints) -> sshd.Ssh:
+        """A second way to the login node, through its own network namespace, for tests
+        that cut the network to it (`loginns`); `down` removes it."""
+        return loginns.up(
+            self.state,
+            self.supervisor,
+            port=endpoints.ssh.port,
+            slurm_conf=endpoints.slurm.conf,
+            extra_path=condor.install(SHARED_DIR),
+        )
+
     def _write_env(self, endpoints: Endpoints) -> None:
         lines = [f"export {k}={shlex.quote(v)}" for k, v in endpoints.environment().items()]
         (self.state / "env.sh").write_text(
@@ -147,6 +158,7 @@ class Testbed:
     def down(self) -> list[str]:
         """Stop every process the testbed started, by PID; return their names."""
         running = self.supervisor.names()
+        loginns.down(self.supervisor)
         sshd.down(self.supervisor)
         slurm.down(self.supervisor)
         podman.down(self.supervisor)

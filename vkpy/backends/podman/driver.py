@@ -35,6 +35,12 @@ RETRY_PAUSE = 1.0
 DEBOUNCE = 0.05
 EVENTS_BACKOFF_FIRST = 0.5
 EVENTS_BACKOFF_MAX = 30.0
+# libpod's words when a container's dependencies, the pod's infra container (its
+# sandbox), did not start: typically its network setup failed, as when the Podman service
+# stopped halfway through it and left the IP allocated to the infra container.
+SANDBOX_FAILED = "starting some containers"
+SANDBOX_BACKOFF_FIRST = 1.0
+SANDBOX_BACKOFF_MAX = 30.0
 
 
 class Driver:
@@ -57,6 +63,8 @@ class Driver:
         self._published: dict[str, PodRun] = {}
         self._endings: dict[str, observed.Ending] = {}  # by container ID: an ending is final
         self._start_errors: dict[str, tuple[str, datetime]] = {}  # by container ID
+        # By pod uid: sandbox failures since it last started, and when to try again.
+        self._sandbox_failures: dict[str, tuple[int, float]] = {}
         self._specs: dict[str, dict[str, JSON]] = {}
         self._specless: set[tuple[str, str]] = set()  # told already: cannot restart
         self._locks: dict[str, asyncio.Lock] = {}
@@ -112,6 +120,7 @@ class Driver:
         self._published.pop(uid, None)
         self.pod_ips.pop(uid, None)
         self._specs.pop(uid, None)
+        self._sandbox_failures.pop(uid, None)
         self._specless = {key for key in self._specless if key[0] != uid}
         self._acting.cancel_timers(uid)
         lock = self._locks.get(uid)
@@ -273,16 +282,20 @@ class Driver:
             if pod is None:
                 return
             plan = progress.plan(pod, now=time.time(), delay=self.delay)
-            where = f"{pod.namespace}/{pod.name}"
             for old in plan.remove:
                 with contextlib.suppress(PodNotFound):
                     await self.api.remove_container(old.id)
             if plan.stop_all:
+                where = f"{pod.namespace}/{pod.name}"
                 logger.info("pod %s (uid %s) passed its active deadline: stopping it", where, uid)
                 await self.api.stop_pod(pod.pod, grace_seconds=pod.grace_seconds)
             failed = False
-            for instance in plan.start:
-                failed |= not await self._start(where, instance.id, instance.container)
+            _, retry_at = self._sandbox_failures.get(uid, (0, 0.0))
+            waiting = bool(plan.start) and retry_at > time.time()  # its sandbox failed
+            if waiting:
+                self._schedule(uid, retry_at)
+            for instance in () if waiting else plan.start:
+                failed |= not await self._start(pod, instance.id, instance.container)
             for history in plan.restart:
                 failed |= not await self._restart(pod, history)
             if plan.wake_at is not None:
@@ -290,17 +303,45 @@ class Driver:
         if failed:  # no event tells of a start that never happened
             self.mark(uid)
 
-    async def _start(self, where: str, container_id: str, container: str) -> bool:
+    async def _start(self, pod: observed.PodState, container_id: str, container: str) -> bool:
+        """Start one container; False when it could not start (it then counts as ended).
+        A sandbox that failed is not the container's failure: it is retried."""
+        where = f"{pod.namespace}/{pod.name}"
         try:
             await self.api.start_container(container_id)
         except (BackendUnavailable, PodNotFound):
             raise
         except BackendError as exc:
+            if SANDBOX_FAILED in str(exc) and not any(i.running for i in pod.instances):
+                await self._sandbox_failed(pod, exc)
+                return True
             logger.warning("pod %s: container %s could not start: %s", where, container, exc)
             self._start_errors[container_id] = (str(exc), datetime.now(UTC))
             return False
+        self._sandbox_failures.pop(pod.uid, None)
         logger.debug("pod %s: started container %s", where, container)
         return True
+
+    async def _sandbox_failed(self, pod: observed.PodState, exc: BackendError) -> None:
+        """As the kubelet does after a failed sandbox: the pod stays Pending while its
+        sandbox is torn down (stopping the Podman pod releases its network, and so its
+        IP) and made again after a back-off."""
+        failures, _ = self._sandbox_failures.get(pod.uid, (0, 0.0))
+        delay = backoff(failures, first=SANDBOX_BACKOFF_FIRST, cap=SANDBOX_BACKOFF_MAX)
+        self._sandbox_failures[pod.uid] = (failures + 1, time.time() + delay)
+        logger.warning(
+            "pod %s/%s (uid %s): its sandbox, Podman pod %s's infra container, did not "
+            "start: %s; tearing it down and starting again in %.0fs",
+            pod.namespace,
+            pod.name,
+            pod.uid,
+            pod.pod,
+            exc,
+            delay,
+        )
+        with contextlib.suppress(PodNotFound):
+            await self.api.stop_pod(pod.pod, grace_seconds=0)
+        self._schedule(pod.uid, time.time() + delay)
 
     async def _restart(self, pod: observed.PodState, history: observed.History) -> bool:
         where = f"{pod.namespace}/{pod.name}"
@@ -336,4 +377,4 @@ class Driver:
             )
             return False
         logger.info("pod %s: restarting container %s (restart %d)", where, history.name, count)
-        return await self._start(where, container_id, history.name)
+        return await self._start(pod, container_id, history.name)
