@@ -96,6 +96,10 @@ async def api(tmp_path) -> AsyncIterator[PodmanApi]:
     app.router.add_post(
         f"{BASE}/containers/create", answer({"message": "statfs /x: no such file"}, 500)
     )
+    app.router.add_get(  # removed between libpod's lookup and its read
+        f"{BASE}/containers/racing/json",
+        answer({"message": "container 9d28 does not exist in database: no such container"}, 500),
+    )
     app.router.add_get(f"{BASE}/containers/slow/json", slow_handler)
     app.router.add_get(f"{BASE}/containers/c1/logs", logs_handler)
     app.router.add_get(f"{BASE}/events", events_handler)
@@ -125,6 +129,8 @@ async def test_http_errors_are_translated(api):
     with pytest.raises(BackendError, match="HTTP 500: statfs /x") as caught:
         await api.create_container({"name": "x"})
     assert not isinstance(caught.value, BackendUnavailable | PodNotFound)
+    with pytest.raises(PodNotFound, match="does not exist in database"):
+        await api.inspect_container("racing")
 
 
 async def test_a_slow_answer_is_unavailable(api):

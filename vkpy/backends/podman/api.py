@@ -1,7 +1,8 @@
 """A thin async client for Podman's libpod REST API over its unix socket.
 
 Errors are translated here, once: the socket unreachable or a call timing out is
-`BackendUnavailable`, an HTTP 404 is `PodNotFound`, any other failure `BackendError`
+`BackendUnavailable`, an HTTP 404 is `PodNotFound` (and so is the 500 libpod answers
+for a container or pod removed while it was being read), any other failure `BackendError`
 with Podman's own message; a failed pull is `ImagePullError`. Every call is counted
 per operation in `PodmanApi.calls`.
 
@@ -62,6 +63,12 @@ class FrameDecoder:
     def pending(self) -> int:
         """Bytes of an incomplete frame still waiting for the rest."""
         return len(self._buffer)
+
+
+def gone(message: str) -> bool:
+    """Whether libpod's message says the container or pod no longer exists: it answers
+    500, not 404, when one is removed between its lookup and its read."""
+    return message.endswith(("no such container", "no such pod"))
 
 
 def message_of(body: bytes) -> str:
@@ -128,7 +135,7 @@ class PodmanApi:
                 status = response.status
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"podman {op}: {exc or type(exc).__name__}") from exc
-        if status == 404:
+        if status == 404 or (status == 500 and gone(message_of(data))):
             raise PodNotFound(f"podman {op}: {message_of(data)}")
         if status >= 400:
             raise BackendError(f"podman {op}: HTTP {status}: {message_of(data)}")
