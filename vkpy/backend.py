@@ -171,6 +171,12 @@ class Waiting:
     message: str = ""
 
 
+# How a waiting container's message begins while its pod's sandbox (the pod's own
+# network and namespaces) fails to be made and is retried; the agent then sends the
+# kubelet's FailedCreatePodSandBox Event with the message.
+SANDBOX_FAILED = "Failed to create pod sandbox: "
+
+
 @dataclass(frozen=True)
 class Running:
     started_at: datetime

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from typing import Any, cast
 
-from vkpy.backend import PodSpec
+from vkpy.backend import SANDBOX_FAILED, ContainerStatus, PodRun, PodSpec, Waiting
 from vkpy.kube.watching import Event
 from vkpy.pods import PodController
 from vkpy.testing.instant import InstantBackend
@@ -24,6 +24,17 @@ class BrokenBackend(InstantBackend):
     async def create(self, pod: PodSpec) -> None:
         self.attempts += 1
         raise RuntimeError("the backend broke")
+
+
+class SandboxFailing(InstantBackend):
+    """Holds the pod, its container waiting while its sandbox is retried."""
+
+    async def create(self, pod: PodSpec) -> None:
+        waiting = Waiting("ContainerCreating", f"{SANDBOX_FAILED}duplicate allocation")
+        run = PodRun(pod.uid, pod.namespace, pod.name, (ContainerStatus("main", waiting),))
+        self.runs[pod.uid] = run
+        for callback in self._callbacks:
+            callback(run)
 
 
 class RecordingKube:
@@ -120,4 +131,20 @@ async def test_the_last_line_about_a_deleted_pod_names_it(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "vkpy.pods"]
     assert any(line.endswith(": deleted") for line in lines), lines
     assert all(line.startswith("pod team/web: ") for line in lines), lines
+    await pods.close()
+
+
+async def test_a_sandbox_being_retried_gives_the_kubelets_event_once():
+    pod = api_pod()
+    kube, backend, events = RecordingKube(pod), SandboxFailing(), RecordingEvents()
+    pods = controller(kube, backend, events)
+    await pods.handle(Event("ADDED", pod))
+    await settled(pods)
+    await pods.poll()  # the backend's record, as the agent's poll reads it
+    await settled(pods)
+    message = "Failed to create pod sandbox: duplicate allocation"
+    (waiting,) = [c["state"]["waiting"] for c in kube.patches[-1]["status"]["containerStatuses"]]
+    assert waiting == {"reason": "ContainerCreating", "message": message}
+    assert kube.patches[-1]["status"]["phase"] == "Pending"
+    assert events.seen.count(("Warning", "FailedCreatePodSandBox", message)) == 1
     await pods.close()

@@ -101,6 +101,21 @@ def test_a_pod_that_finished_before_its_deadline_is_not_deadline_exceeded():
 def test_pod_runs_cover_every_pod():
     other = replace(inst(), uid="uid-2", id="x")
     pods = observed.group([inst(), other])
-    runs = status.pod_runs(pods, now=T0, delay=delay, pod_ips={"uid-2": "10.0.0.9"})
+    runs = status.pod_runs(
+        pods, now=T0, delay=delay, pod_ips={"uid-2": "10.0.0.9"}, sandbox_errors={"uid-2": "x"}
+    )
     assert set(runs) == {"uid-1", "uid-2"}
     assert runs["uid-1"].pod_ip is None and runs["uid-2"].pod_ip == "10.0.0.9"
+
+
+def test_containers_of_a_pod_whose_sandbox_failed_wait_saying_why():
+    (pod,) = observed.group([created("main"), ended("done", 0, index=1)]).values()
+    run = status.pod_run(pod, now=T0, delay=delay, sandbox_error="duplicate allocation")
+    main, done = run.containers
+    assert main.state == Waiting(
+        "ContainerCreating", "Failed to create pod sandbox: duplicate allocation"
+    )
+    assert isinstance(done.state, Terminated)  # what ran keeps its own state
+    assert status.pod_run(pod, now=T0, delay=delay).containers[0].state == Waiting(
+        "ContainerCreating"
+    )

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from vkpy.backend import (
+    SANDBOX_FAILED,
     Backend,
     ContainerStatus,
     Running,
@@ -268,7 +269,8 @@ class Steps:
         entry.pod = updated
 
     def _announce(self, entry: Tracked, pod: JSON, status: JSON) -> None:
-        """Started / BackOff events the first time each is seen, like the kubelet."""
+        """Started, BackOff and FailedCreatePodSandBox events the first time each is
+        seen, like the kubelet."""
         for container in status["initContainerStatuses"] + status["containerStatuses"]:
             name, state, restarts = container["name"], container["state"], container["restartCount"]
             if "running" in state:
@@ -278,7 +280,15 @@ class Steps:
                     f"started/{name}/{restarts}",
                     ("Normal", "Started", f"Started container {name}"),
                 )
-            if (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+            waiting = state.get("waiting") or {}
+            if str(waiting.get("message", "")).startswith(SANDBOX_FAILED):
+                self._announce_once(
+                    entry,
+                    pod,
+                    f"sandbox/{waiting['message']}",
+                    ("Warning", "FailedCreatePodSandBox", str(waiting["message"])),
+                )
+            if waiting.get("reason") == "CrashLoopBackOff":
                 self._announce_once(
                     entry,
                     pod,

@@ -328,7 +328,13 @@ class PodmanBackend:
     async def list(self) -> Mapping[str, PodRun]:
         driver = self.driver
         pods = await driver.observe(None)
-        return status.pod_runs(pods, now=time.time(), delay=self._delay, pod_ips=driver.pod_ips)
+        return status.pod_runs(
+            pods,
+            now=time.time(),
+            delay=self._delay,
+            pod_ips=driver.pod_ips,
+            sandbox_errors=driver.sandbox_errors(),
+        )
 
     async def logs(self, uid: str, container: str, options: LogOptions) -> AsyncIterator[bytes]:
         pod = (await self.driver.observe(uid)).get(uid)

@@ -63,8 +63,8 @@ class Driver:
         self._published: dict[str, PodRun] = {}
         self._endings: dict[str, observed.Ending] = {}  # by container ID: an ending is final
         self._start_errors: dict[str, tuple[str, datetime]] = {}  # by container ID
-        # By pod uid: sandbox failures since it last started, and when to try again.
-        self._sandbox_failures: dict[str, tuple[int, float]] = {}
+        # By pod uid: sandbox failures since it last started, when to try again, and why.
+        self._sandbox_failures: dict[str, tuple[int, float, str]] = {}
         self._specs: dict[str, dict[str, JSON]] = {}
         self._specless: set[tuple[str, str]] = set()  # told already: cannot restart
         self._locks: dict[str, asyncio.Lock] = {}
@@ -227,7 +227,14 @@ class Driver:
             if pod_uid in self._deleting:
                 continue
             ip = self.pod_ips.get(pod_uid)
-            self._publish(status.pod_run(pod, now=now, delay=self.delay, pod_ip=ip))
+            run = status.pod_run(
+                pod,
+                now=now,
+                delay=self.delay,
+                pod_ip=ip,
+                sandbox_error=self.sandbox_errors().get(pod_uid, ""),
+            )
+            self._publish(run)
             plan = progress.plan(pod, now=now, delay=self.delay)
             if plan.immediate:
                 self.kick(pod_uid)
@@ -290,7 +297,7 @@ class Driver:
                 logger.info("pod %s (uid %s) passed its active deadline: stopping it", where, uid)
                 await self.api.stop_pod(pod.pod, grace_seconds=pod.grace_seconds)
             failed = False
-            _, retry_at = self._sandbox_failures.get(uid, (0, 0.0))
+            _, retry_at, _ = self._sandbox_failures.get(uid, (0, 0.0, ""))
             waiting = bool(plan.start) and retry_at > time.time()  # its sandbox failed
             if waiting:
                 self._schedule(uid, retry_at)
@@ -322,13 +329,17 @@ class Driver:
         logger.debug("pod %s: started container %s", where, container)
         return True
 
+    def sandbox_errors(self) -> dict[str, str]:
+        """Why each pod's sandbox last failed, for the pods whose start is being retried."""
+        return {uid: why for uid, (_, _, why) in self._sandbox_failures.items()}
+
     async def _sandbox_failed(self, pod: observed.PodState, exc: BackendError) -> None:
         """As the kubelet does after a failed sandbox: the pod stays Pending while its
         sandbox is torn down (stopping the Podman pod releases its network, and so its
         IP) and made again after a back-off."""
-        failures, _ = self._sandbox_failures.get(pod.uid, (0, 0.0))
+        failures, _, _ = self._sandbox_failures.get(pod.uid, (0, 0.0, ""))
         delay = backoff(failures, first=SANDBOX_BACKOFF_FIRST, cap=SANDBOX_BACKOFF_MAX)
-        self._sandbox_failures[pod.uid] = (failures + 1, time.time() + delay)
+        self._sandbox_failures[pod.uid] = (failures + 1, time.time() + delay, str(exc))
         logger.warning(
             "pod %s/%s (uid %s): its sandbox, Podman pod %s's infra container, did not "
             "start: %s; tearing it down and starting again in %.0fs",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
-from vkpy.backend import ContainerStatus, PodRun, Running, Terminated, Waiting
+from vkpy.backend import SANDBOX_FAILED, ContainerStatus, PodRun, Running, Terminated, Waiting
 from vkpy.backends.podman.observed import START_ERROR_EXIT_CODE, History, Instance, PodState
 from vkpy.backends.podman.progress import deadline_exceeded, init_progress, wants_restart
 
@@ -53,6 +53,7 @@ def container_status(
     pod: PodState,
     *,
     waiting_reason: str,
+    waiting_message: str = "",
     restarting: bool,
     delay: Callable[[int], float],
     now: float,
@@ -73,7 +74,7 @@ def container_status(
     elif current.ended:
         state = terminated(current)
     else:
-        state = Waiting(waiting_reason)
+        state = Waiting(waiting_reason, waiting_message)
     return ContainerStatus(
         name=history.name,
         state=state,
@@ -86,8 +87,15 @@ def container_status(
 
 
 def pod_run(
-    pod: PodState, *, now: float, delay: Callable[[int], float], pod_ip: str | None = None
+    pod: PodState,
+    *,
+    now: float,
+    delay: Callable[[int], float],
+    pod_ip: str | None = None,
+    sandbox_error: str = "",
 ) -> PodRun:
+    """``sandbox_error``: why the pod's sandbox last failed, while it is retried."""
+    message = f"{SANDBOX_FAILED}{sandbox_error}" if sandbox_error else ""
     exceeded = deadline_exceeded(pod, now)
     progress, active = init_progress(pod)
     init_statuses = tuple(
@@ -95,6 +103,7 @@ def pod_run(
             history,
             pod,
             waiting_reason="PodInitializing",
+            waiting_message=message,
             restarting=(not exceeded and history is active and wants_restart(history, pod.policy)),
             delay=delay,
             now=now,
@@ -107,6 +116,7 @@ def pod_run(
             history,
             pod,
             waiting_reason=app_reason,
+            waiting_message=message,
             restarting=not exceeded and wants_restart(history, pod.policy),
             delay=delay,
             now=now,
@@ -132,8 +142,15 @@ def pod_runs(
     now: float,
     delay: Callable[[int], float],
     pod_ips: Mapping[str, str | None],
+    sandbox_errors: Mapping[str, str],
 ) -> dict[str, PodRun]:
     return {
-        uid: pod_run(pod, now=now, delay=delay, pod_ip=pod_ips.get(uid))
+        uid: pod_run(
+            pod,
+            now=now,
+            delay=delay,
+            pod_ip=pod_ips.get(uid),
+            sandbox_error=sandbox_errors.get(uid, ""),
+        )
         for uid, pod in pods.items()
     }
