@@ -140,3 +140,48 @@ async def test_a_sandbox_whose_network_failed_is_torn_down_and_started_again(
     state = run.containers[0].state
     assert isinstance(state, Terminated) and state.exit_code == 0, state
     assert await harness.logs(pod.uid, "main") == b"ran\n"
+
+
+class Killed(Exception):
+    """The agent dies here, as under kill -9: nothing after it runs, no clean-up."""
+
+
+async def test_a_pod_an_earlier_agent_left_half_made_is_made_afresh(
+    harness: contract.Harness,
+) -> None:
+    """An agent killed between its Podman pod's containers (a soak's kill -9) leaves the
+    Podman pod half-made. The next agent neither reports it (the pod controller would
+    adopt a pod that never starts) nor keeps it: it is removed, the pod is created
+    afresh and runs once."""
+    first = harness.backend
+    assert isinstance(first, PodmanBackend)
+    made = 0
+    create_container = first.api.create_container
+
+    async def dies_after_one(body):  # type: ignore[no-untyped-def]
+        nonlocal made
+        if made == 1:
+            raise Killed
+        made += 1
+        return await create_container(body)
+
+    async def no_clean_up(*args: object) -> None:
+        return None
+
+    first.api.create_container = dies_after_one  # type: ignore[method-assign]
+    first._discard = no_clean_up  # type: ignore[method-assign]
+    pod = harness.pod(
+        "halfmade",
+        [harness.container("main", "echo once; exit 0"), harness.container("side", "exit 0")],
+    )
+    with pytest.raises(Killed):
+        await harness.create(pod)
+    second = await harness.restarted()
+    assert isinstance(second, PodmanBackend)
+    assert await podman_pods(second, pod.uid), "no half-made pod to begin with"
+    assert pod.uid not in await second.list()
+    assert await podman_pods(second, pod.uid) == []  # removed by that listing
+    await harness.create(pod)
+    run = await harness.finished(pod.uid)
+    assert all(isinstance(c.state, Terminated) and c.state.exit_code == 0 for c in run.containers)
+    assert await harness.logs(pod.uid, "main") == b"once\n"

@@ -59,3 +59,37 @@ def test_the_installed_stand_in_runs_without_vkpy(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert b"ImportError" not in done.stderr
+
+
+def test_a_removal_while_the_runner_starts_the_job_is_not_lost(tmp_path, monkeypatch):
+    """condor_rm lands between the runner's read of the ad and its write of RUNNING (as
+    in a soak): the removal stands, the job is vacated and leaves the queue."""
+    import subprocess
+
+    from vkpy.testing import condor_standin as standin
+
+    monkeypatch.setattr(standin, "STATE", tmp_path / "state")
+    monkeypatch.setattr(standin.time, "sleep", lambda seconds: None)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def popen(argv, **kwargs):  # type: ignore[no-untyped-def]
+        if argv[-2:-1] == ["__run"]:  # condor_submit's runner: run it here, below
+            return None
+        process = real_popen(argv, **kwargs)
+        started.append(process)
+        assert standin.remove(["1"]) == 0  # the removal, right now
+        return process
+
+    monkeypatch.setattr(standin.subprocess, "Popen", popen)
+    description = "executable = /bin/sleep\narguments = 30\nqueue\n"
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(description))
+    assert standin.submit(["-terse"]) == 0
+    assert standin.run_job(1) == 0
+    (process,) = started
+    assert process.poll() is not None, "the job was not vacated"
+    ad = standin._load(1)
+    assert ad["JobStatus"] == standin.REMOVED and ad["StandinExited"] is True
+    assert not standin._in_queue(ad)

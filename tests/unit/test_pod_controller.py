@@ -176,6 +176,38 @@ async def test_a_pod_the_backend_lost_fails_with_not_found_and_is_not_made_again
     assert world.pods.tracked[uid].stage is Stage.OUT
 
 
+async def test_a_listing_begun_before_a_create_ended_does_not_lose_the_pod() -> None:
+    """The backend's listing is under way while a create ends (as in a soak): that
+    listing predates the pod, so it must not fail the pod as gone from the backend."""
+    world = World()
+    async with running(world):
+        await world.create(api_pod("first"))  # the controller is up: adopted, watching
+        await until(phase_is(world, "Running", "first"), what="the first pod Running")
+        real_list = world.backend.list
+
+        async def listed_before_the_create():  # type: ignore[no-untyped-def]
+            before = dict(await real_list())
+            await until(
+                lambda: (
+                    len([e for e in world.pods.tracked.values() if e.stage is Stage.IN_BACKEND])
+                    == 2
+                ),
+                what="the create to end",
+            )
+            return before
+
+        world.backend.list = listed_before_the_create  # type: ignore[method-assign]
+        polling = asyncio.create_task(world.pods.poll())
+        await asyncio.sleep(0)  # the listing has begun
+        await world.create(api_pod())
+        await polling
+        world.backend.list = real_list  # type: ignore[method-assign]
+        await world.pods.poll()
+        await until(phase_is(world, "Running"), what="Running")
+    assert "reason" not in world.status()
+    assert len(world.backend.create_calls) == 2
+
+
 # ---------------------------------------------------------------- deadline
 
 

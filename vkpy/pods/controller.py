@@ -183,7 +183,10 @@ class PodController:
         self._observe(run.uid, entry, run)
 
     async def poll(self) -> None:
-        """Read every pod's backend record in one call and mark those that changed."""
+        """Read every pod's backend record in one call and mark those that changed.
+        A pod that moved while the listing was under way (its create ended meanwhile)
+        is left to the next one: the listing may predate it, and would say it is gone."""
+        moves = {uid: entry.moves for uid, entry in self.tracked.items()}
         try:
             with backend_call("list"):
                 runs = await self.backend.list()
@@ -192,7 +195,8 @@ class PodController:
             raise
         self.backend_seen(True)
         for uid, entry in list(self.tracked.items()):
-            self._observe(uid, entry, runs.get(uid))
+            if moves.get(uid) == entry.moves:
+                self._observe(uid, entry, runs.get(uid))
         for uid, run in runs.items():
             if uid not in self.tracked:
                 self.orphans[uid] = run

@@ -48,6 +48,9 @@ class Tracked:
     # A create was cut short (the backend unreachable, or an unexpected error): part of
     # the pod may be in the backend although it never reached IN_BACKEND.
     unsure: bool = False
+    # How many times it moved (time.monotonic() is too coarse to order a move against a
+    # listing on every system): a listing begun before the last move predates it.
+    moves: int = 0
     announced: set[str] = field(default_factory=set)  # events already emitted
     # Kept from the first API object (or backend record) seen, so that every log line,
     # the last one after the API object is gone included, names the pod.
@@ -62,6 +65,7 @@ class Tracked:
         if to not in _MOVES[self.stage]:
             raise ValueError(f"pod {self.namespace}/{self.name}: no move {self.stage} -> {to}")
         self.stage = to
+        self.moves += 1
 
     def observe(self, run: PodRun | None) -> None:
         self.seen = replace(self.seen, run=run)

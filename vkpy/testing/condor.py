@@ -15,9 +15,14 @@ COMMANDS = tuple(condor_standin.COMMANDS)
 INTERPRETER = "/usr/bin/python3"  # the login node's own Python, not the agent's venv
 
 
+def bin_dir_of(shared: Path) -> Path:
+    """Where `install` puts the commands: the directory to put on PATH."""
+    return shared / "condor" / "bin"
+
+
 def install(shared: Path) -> Path:
     """Install the stand-in under ``shared``; return the directory to put on PATH."""
-    bin_dir = shared / "condor" / "bin"
+    bin_dir = bin_dir_of(shared)
     bin_dir.mkdir(parents=True, exist_ok=True)
     for directory in (shared / "condor", bin_dir):
         directory.chmod(0o755)

@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,22 @@ def _load(cluster: int) -> ClassAd:
 
 def _save(ad: ClassAd) -> None:
     path = _job_file(ad["ClusterId"])
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # each writer its own
     tmp.write_text(json.dumps(ad))
     tmp.replace(path)
+
+
+@contextlib.contextmanager
+def _changing(cluster: int) -> Iterator[ClassAd]:
+    """The job's ad, read, changed by the caller and written back under the job's lock:
+    as the schedd serialises changes to a job, the runner and condor_rm never lose each
+    other's (a removal written while the runner started the job once left it in the
+    queue for good)."""
+    with open(STATE / "jobs" / f"{cluster}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ad = _load(cluster)
+        yield ad
+        _save(ad)
 
 
 def _jobs() -> list[ClassAd]:
@@ -237,56 +251,53 @@ def run_job(cluster: int) -> int:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        ad.update(
-            {
-                "JobStatus": RUNNING,
-                "JobStartDate": now,
-                "JobCurrentStartDate": now,
-                "EnteredCurrentStatus": now,
-                "RemoteHost": f"slot1@{socket.gethostname()}",
-                "StandinPid": process.pid,
-                "StandinCwd": str(scratch if transfer else ad["Iwd"]),
-                "StandinEnv": env,
-            }
-        )
-        _save(ad)
+        with _changing(cluster) as ad:
+            if ad["JobStatus"] != REMOVED:  # removed meanwhile: it stays so, and is vacated
+                ad.update({"JobStatus": RUNNING, "EnteredCurrentStatus": now})
+            ad.update(
+                {
+                    "JobStartDate": now,
+                    "JobCurrentStartDate": now,
+                    "RemoteHost": f"slot1@{socket.gethostname()}",
+                    "StandinPid": process.pid,
+                    "StandinCwd": str(scratch if transfer else ad["Iwd"]),
+                    "StandinEnv": env,
+                }
+            )
         code, held = _supervise(process, cluster, ad.get("AllowedJobDuration"))
         if held:
             if transfer:  # held: nothing comes back
                 shutil.rmtree(scratch, ignore_errors=True)
-            ad = _load(cluster)
-            ad.update(
-                {
-                    "JobStatus": HELD,
-                    "EnteredCurrentStatus": int(time.time()),
-                    "HoldReason": f"The job exceeded allowed job duration of {held}",
-                    "HoldReasonCode": 46,
-                    "HoldReasonSubCode": 0,
-                }
-            )
-            _save(ad)
+            with _changing(cluster) as ad:
+                ad.update(
+                    {
+                        "JobStatus": HELD,
+                        "EnteredCurrentStatus": int(time.time()),
+                        "HoldReason": f"The job exceeded allowed job duration of {held}",
+                        "HoldReasonCode": 46,
+                        "HoldReasonSubCode": 0,
+                    }
+                )
             return 0
     if transfer:  # when_to_transfer_output = ON_EXIT_OR_EVICT: on removal too
         _transfer_out(ad, scratch)
-    ad = _load(cluster)
-    if ad["JobStatus"] == REMOVED:  # as HTCondor, it leaves the queue once it has exited
-        ad["StandinExited"] = True
-        _save(ad)
-        return 0
-    finished = int(time.time())
-    ad.update(
-        {
-            "JobStatus": COMPLETED,
-            "EnteredCurrentStatus": finished,
-            "CompletionDate": finished,
-            "ExitBySignal": code < 0,
-        }
-    )
-    if code < 0:
-        ad["ExitSignal"] = -code
-    else:
-        ad["ExitCode"] = code
-    _save(ad)
+    with _changing(cluster) as ad:
+        if ad["JobStatus"] == REMOVED:  # as HTCondor, it leaves the queue once it has exited
+            ad["StandinExited"] = True
+            return 0
+        finished = int(time.time())
+        ad.update(
+            {
+                "JobStatus": COMPLETED,
+                "EnteredCurrentStatus": finished,
+                "CompletionDate": finished,
+                "ExitBySignal": code < 0,
+            }
+        )
+        if code < 0:
+            ad["ExitSignal"] = -code
+        else:
+            ad["ExitCode"] = code
     return 0
 
 
@@ -352,17 +363,16 @@ def remove(argv: list[str]) -> int:
         print(f"Couldn't find/remove all jobs matching constraint {what}", file=sys.stderr)
         return 1
     for target in targets:
-        ad = _load(target["ClusterId"])
-        if ad["JobStatus"] == HELD:  # vacated when it was held: no process to wait for
-            ad["StandinExited"] = True
-        ad.update(
-            {
-                "JobStatus": REMOVED,
-                "EnteredCurrentStatus": int(time.time()),
-                "RemoveReason": f"via condor_rm (by user {ad['Owner']})",
-            }
-        )
-        _save(ad)  # the job's runner sees it and vacates the job
+        with _changing(target["ClusterId"]) as ad:
+            if ad["JobStatus"] == HELD:  # vacated when it was held: no process to wait for
+                ad["StandinExited"] = True
+            ad.update(
+                {
+                    "JobStatus": REMOVED,
+                    "EnteredCurrentStatus": int(time.time()),
+                    "RemoveReason": f"via condor_rm (by user {ad['Owner']})",
+                }
+            )  # the job's runner sees it and vacates the job
         print(f"All jobs in cluster {ad['ClusterId']} have been marked for removal")
     return 0
 

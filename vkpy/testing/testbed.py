@@ -144,7 +144,7 @@ class Testbed:
             self.supervisor,
             port=endpoints.ssh.port,
             slurm_conf=endpoints.slurm.conf,
-            extra_path=condor.install(SHARED_DIR),
+            extra_path=condor.bin_dir_of(SHARED_DIR),  # installed by `up`
         )
 
     def _write_env(self, endpoints: Endpoints) -> None:

@@ -134,7 +134,7 @@ class PodmanApi:
                 data = await response.read()
                 status = response.status
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise BackendUnavailable(f"podman {op}: {exc or type(exc).__name__}") from exc
+            raise BackendUnavailable(f"podman {op}: {str(exc) or type(exc).__name__}") from exc
         if status == 404 or (status == 500 and gone(message_of(data))):
             raise PodNotFound(f"podman {op}: {message_of(data)}")
         if status >= 400:
@@ -268,7 +268,7 @@ class PodmanApi:
                 f"pulling {reference} took longer than {self.pull_timeout:g}s", container=container
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise BackendUnavailable(f"podman {op}: {exc or type(exc).__name__}") from exc
+            raise BackendUnavailable(f"podman {op}: {str(exc) or type(exc).__name__}") from exc
         if status >= 400:
             raise ImagePullError(f"pulling {reference}: {message_of(data)}", container=container)
         for line in data.splitlines():
@@ -300,7 +300,7 @@ class PodmanApi:
                     raise BackendError(f"podman {op}: HTTP {response.status}: {message_of(data)}")
                 yield self._event_lines(response)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise BackendUnavailable(f"podman {op}: {exc or type(exc).__name__}") from exc
+            raise BackendUnavailable(f"podman {op}: {str(exc) or type(exc).__name__}") from exc
 
     @staticmethod
     async def _event_lines(response: aiohttp.ClientResponse) -> AsyncIterator[JSON]:
@@ -362,7 +362,7 @@ class PodmanApi:
                     if frames := decoder.feed(chunk):
                         yield frames
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise BackendUnavailable(f"podman {op}: {exc or type(exc).__name__}") from exc
+            raise BackendUnavailable(f"podman {op}: {str(exc) or type(exc).__name__}") from exc
         if decoder.pending:
             logger.debug(
                 "log stream of %s ended inside a frame (%d bytes)", container, decoder.pending

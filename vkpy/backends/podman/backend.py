@@ -328,6 +328,7 @@ class PodmanBackend:
     async def list(self) -> Mapping[str, PodRun]:
         driver = self.driver
         pods = await driver.observe(None)
+        await self._remove_cut_short()
         return status.pod_runs(
             pods,
             now=time.time(),
@@ -335,6 +336,22 @@ class PodmanBackend:
             pod_ips=driver.pod_ips,
             sandbox_errors=driver.sandbox_errors(),
         )
+
+    async def _remove_cut_short(self) -> None:
+        driver = self.driver
+        for uid, podman_pod in list(driver.cut_short.items()):
+            async with driver.lock(uid):
+                driver.cut_short.pop(uid, None)
+                held = (await driver.observe(uid)).get(uid)  # a create may have mended it
+                if held is None or held.complete:
+                    continue
+                logger.warning(
+                    "Podman pod %s (uid %s) was left half-made by an earlier agent: removing it",
+                    podman_pod,
+                    uid,
+                )
+                with contextlib.suppress(PodNotFound):
+                    await self.api.remove_pod(podman_pod)
 
     async def logs(self, uid: str, container: str, options: LogOptions) -> AsyncIterator[bytes]:
         pod = (await self.driver.observe(uid)).get(uid)

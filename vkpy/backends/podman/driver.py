@@ -65,6 +65,7 @@ class Driver:
         self._start_errors: dict[str, tuple[str, datetime]] = {}  # by container ID
         # By pod uid: sandbox failures since it last started, when to try again, and why.
         self._sandbox_failures: dict[str, tuple[int, float, str]] = {}
+        self.cut_short: dict[str, str] = {}  # uid: Podman pod, to remove (`_cut_short`)
         self._specs: dict[str, dict[str, JSON]] = {}
         self._specless: set[tuple[str, str]] = set()  # told already: cannot restart
         self._locks: dict[str, asyncio.Lock] = {}
@@ -160,7 +161,19 @@ class Driver:
             for cache in (self._endings, self._start_errors):
                 for gone in set(cache) - ids:
                     del cache[gone]
-        return observed.group(seen)
+        pods = observed.group(seen)
+        for cut in [p for p in pods.values() if self._cut_short(p)]:
+            del pods[cut.uid]
+            self.cut_short[cut.uid] = cut.pod
+        return pods
+
+    def _cut_short(self, pod: observed.PodState) -> bool:
+        """A pod whose create stopped half-way with no create of ours under way: an
+        earlier agent was killed while making it. Nothing of it ever ran (containers
+        start once all exist), so it is not reported but removed, and the pod controller,
+        seeing nothing, creates the pod afresh."""
+        lock = self._locks.get(pod.uid)
+        return not pod.complete and not (lock is not None and lock.locked())
 
     async def _read_ending(self, container_id: str) -> None:
         with contextlib.suppress(PodNotFound):  # removed meanwhile: nothing to report

@@ -118,7 +118,7 @@ async def hijack(
         async with asyncio.timeout(timeout):
             reader, writer, head, error = await _exchange(socket, request)
     except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-        raise BackendUnavailable(f"podman {op}: {exc or type(exc).__name__}") from exc
+        raise BackendUnavailable(f"podman {op}: {str(exc) or type(exc).__name__}") from exc
     except asyncio.LimitOverrunError as exc:
         raise BackendError(f"podman {op}: the answer's head is too long") from exc
     if head.status not in HANDED_OVER:
