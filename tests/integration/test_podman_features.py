@@ -458,11 +458,12 @@ async def test_a_pod_created_half_way_is_never_run_but_made_again(node: Node) ->
     bodies = podman_spec.container_bodies(pod, node=node.name, volumes={}, deadline=None)
     await backend.api.create_container(bodies["main"])
     await asyncio.sleep(1)  # the driver has seen it, and must not start it
-    run = (await backend.list())[pod.uid]
-    assert [c.name for c in run.containers] == ["main"]
-    assert isinstance(run.containers[0].state, Waiting)
+    # Not reported (it would be adopted and never start), and removed by the listing.
+    assert pod.uid not in await backend.list()
+    labels = {podman_spec.UID: pod.uid, podman_spec.NODE: node.name}
+    assert await backend.api.list_containers(labels) == []
     await backend.create(pod)
-    run = await wait_for(
+    await wait_for(
         backend, pod.uid, lambda r: len(r.containers) == 2 and all_terminated(r), "the whole pod"
     )
     assert await logs(backend, pod.uid, "main") == b"whole\n"
