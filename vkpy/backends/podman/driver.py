@@ -245,7 +245,7 @@ class Driver:
                 now=now,
                 delay=self.delay,
                 pod_ip=ip,
-                sandbox_error=self.sandbox_errors().get(pod_uid, ""),
+                sandbox_error=self._sandbox_failures.get(pod_uid, (0, 0.0, ""))[2],
             )
             self._publish(run)
             plan = progress.plan(pod, now=now, delay=self.delay)
