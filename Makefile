@@ -59,13 +59,14 @@ demo: system-deps install kube-binaries
 	bash scripts/demo.sh
 
 # Speed and scale of the agent with an instant backend on the real control plane, then
-# with the Podman and Slurm backends on the testbed, then kubectl exec and port-forward,
-# then 100 VirtualNodes in one operator (figures also in .testbed/bench-*.json).
+# with the Podman, Slurm and HTCondor (stand-in) backends on the testbed, then kubectl exec
+# and port-forward, then 100 VirtualNodes in one operator (figures also in .testbed/bench-*.json).
 bench: system-deps install kube-binaries
 	$(BIN)/python benchmarks/pods.py
 	$(BIN)/python benchmarks/podman_pods.py
 	$(BIN)/python benchmarks/podman_streams.py
 	$(BIN)/python benchmarks/slurm_pods.py
+	$(BIN)/python benchmarks/htcondor_pods.py
 	$(BIN)/python benchmarks/streams.py
 	$(BIN)/python benchmarks/operator_nodes.py
 

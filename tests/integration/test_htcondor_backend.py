@@ -42,12 +42,13 @@ async def backend(login_user: Endpoints) -> AsyncIterator[HTCondorBackend]:
 
 @pytest.fixture
 async def transfer_backend(login_user: Endpoints) -> AsyncIterator[HTCondorBackend]:
-    # With file transfer only the queue says a job runs (its files come back at its
-    # end): read it every second, so that a job of a few seconds is seen running.
+    # With file transfer the files come back at the job's end: that the job runs comes
+    # from its event log, on the fast clock. The queue is read once, at the start, and
+    # never again: what the test sees of a running job cannot come from condor_q.
     overrides = {
         "file_transfer": "transfer",
-        "queue_read_seconds": 1,
-        "min_queue_interval_seconds": 1,
+        "queue_read_seconds": 3600,
+        "min_queue_interval_seconds": 3600,
     }
     async with htcondor_on_testbed(
         login_user.ssh, node_name=node_name("xfer"), overrides=overrides
@@ -92,7 +93,9 @@ async def test_pod_with_init_container_files_secret_and_env(backend: HTCondorBac
     # The job carries the pod's UID; the constraint on the node attribute finds it.
     jobs = await ads(backend, queue.condor_q_argv(backend.node, uid=spec.uid))
     jobs += await ads(backend, queue.condor_history_argv(backend.node, [job_id]))
-    assert {f"{a['ClusterId']}.0" for a in jobs if a["VkpyPodUID"] == spec.uid} == {job_id}
+    assert {f"{a['ClusterId']}.{a['ProcId']}" for a in jobs if a["VkpyPodUID"] == spec.uid} == {
+        job_id
+    }
     directory = backend.layout.pod(spec.uid)
     description = await remote(backend, ["cat", f"{directory}/job.sub"])
     for value in ("s3cr3t", "hello 'world'", "app.conf"):
@@ -252,8 +255,7 @@ async def test_file_transfer_runs_the_pod_in_the_jobs_scratch_directory(
     # While the job runs its files are away: the queue alone says it runs, never "lost".
     run = await wait_for(backend, spec.uid, initializing, "the job to run")
     assert run is not None and run.job_id
-    cluster = run.job_id.split(".")[0]
-    scratch = f".condor-standin/execute/dir_{cluster}"
+    scratch = f".condor-standin/execute/dir_{run.job_id}"
     where = await backend.runner.run(
         [
             "sh",

@@ -73,7 +73,7 @@ def submission(layout: Layout, uid: str, *, comment: str = "c") -> Submission:
 def run(world: Path, subs: list[Submission], *, parallel: int = 4) -> dict[str, bulk.Outcome]:
     layout = Layout(str(world / "node"))
     data = bulk.archive(layout, subs, mtime=0)
-    argv = bulk.argv(layout, [s.uid for s in subs], parallel=parallel)
+    argv = bulk.argv(layout, subs, parallel=parallel)
     done = subprocess.run(argv, input=data, capture_output=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return bulk.parse(done.stdout.decode())
@@ -187,7 +187,7 @@ def test_a_command_cut_midway_then_run_again_submits_each_pod_once(world, layout
     subs = [submission(layout, uid) for uid in UIDS]
     (world / f"hang.vkpy_n_{UIDS[2]}").touch()
     data = bulk.archive(layout, subs, mtime=0)
-    argv = bulk.argv(layout, UIDS, parallel=1)
+    argv = bulk.argv(layout, subs, parallel=1)
     process = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
     )

@@ -112,3 +112,38 @@ async def test_a_failed_read_raises_and_keeps_what_was_read():
 def test_groups_go_on_stdin_with_their_times():
     data = tail.read_stdin({0: ["/b/x/status"], 50: ["/b/y/status", "/b/z/status"]})
     assert data == b"0\x001\x00/b/x/status\x0050\x002\x00/b/y/status\x00/b/z/status\x00"
+
+
+EVENT = "001 (012.000.000) 2026-12-04 10:00:01 Job executing on host: <10.0.0.7:9618>"
+
+
+async def test_a_pods_event_log_is_read_with_its_status_files_by_what_changed(base):
+    a = pod(base, A, age=600)
+    pod(base, B, age=600)
+    events = base / A / "logs" / "_job.log"
+    write(events, "000 (012.000.000) 2026-12-04 10:00:00 Job submitted from host\n...\n", age=600)
+    runner, layout, reader = CountingRunner(), Layout(str(base)), StatusTail()
+    found = await reader.discover(runner, layout)
+    assert found[A].events[0].startswith("000 (012.000.000)") and found[B].events == []
+    assert found[A].containers.keys() == {"main"}  # the log is no container
+    await reader.read(runner, layout, [A, B])
+    assert runner.answers[-1].text.count("\n") == 1  # nothing changed, nothing printed
+    write(events, events.read_text() + EVENT + "\n...\n")
+    changed = await reader.read(runner, layout, [A, B])
+    assert changed[A].events[-2:] == [EVENT, "..."]
+    assert changed[A].containers["main"] == ["start 101 0"] and a.exists()
+    printed = {line.partition(":")[0] for line in runner.answers[-1].text.splitlines()[1:]}
+    assert printed == {str(events)}  # the one changed file
+
+
+@pytest.mark.parametrize(
+    ("line", "now", "offset"),
+    [("1733300000 +0100", 1733300000, 3600), ("5 -0330", 5, -12600), ("7", 7, 0)],
+)
+def test_the_login_nodes_clock(line, now, offset):
+    assert tail.parse_clock(line) == tail.Clock(now, offset)
+
+
+@pytest.mark.parametrize("line", ["", "x +0100", "5 CET", "5 +01", "5 +0100 x"])
+def test_a_clock_that_is_not_one(line):
+    assert tail.parse_clock(line) is None

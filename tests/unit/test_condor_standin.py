@@ -1,5 +1,8 @@
 """The stand-in reads submit descriptions as HTCondor does (examples from its manual)."""
 
+import json
+import time
+
 import pytest
 
 from vkpy.testing.condor_syntax import parse_arguments, parse_submit
@@ -36,11 +39,12 @@ def test_constraints_the_backend_sends_select_as_htcondor_would():
     from vkpy.backends.htcondor import queue
     from vkpy.testing.condor_syntax import constraint
 
-    argv = queue.condor_history_argv("n1", ["4.0", "9.0"])
+    argv = queue.condor_history_argv("n1", ["4.0", "9.2"])
     matches = constraint(argv[argv.index("-constraint") + 1])
-    assert matches({"VkpyNode": "n1", "ClusterId": 9})
-    assert not matches({"VkpyNode": "n1", "ClusterId": 5})
-    assert not matches({"VkpyNode": "n2", "ClusterId": 4})
+    assert matches({"VkpyNode": "n1", "ClusterId": 9, "ProcId": 2})
+    assert not matches({"VkpyNode": "n1", "ClusterId": 9, "ProcId": 0})
+    assert not matches({"VkpyNode": "n1", "ClusterId": 5, "ProcId": 0})
+    assert not matches({"VkpyNode": "n2", "ClusterId": 4, "ProcId": 0})
 
 
 def test_the_installed_stand_in_runs_without_vkpy(tmp_path):
@@ -76,7 +80,7 @@ def test_a_removal_while_the_runner_starts_the_job_is_not_lost(tmp_path, monkeyp
     real_popen = subprocess.Popen
 
     def popen(argv, **kwargs):  # type: ignore[no-untyped-def]
-        if argv[-2:-1] == ["__run"]:  # condor_submit's runner: run it here, below
+        if argv[-1] == "__negotiate":  # condor_submit's pool: the job is run here, below
             return None
         process = real_popen(argv, **kwargs)
         started.append(process)
@@ -87,9 +91,49 @@ def test_a_removal_while_the_runner_starts_the_job_is_not_lost(tmp_path, monkeyp
     description = "executable = /bin/sleep\narguments = 30\nqueue\n"
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO(description))
     assert standin.submit(["-terse"]) == 0
-    assert standin.run_job(1) == 0
+    assert standin.run_job("1.0") == 0
     (process,) = started
     assert process.poll() is not None, "the job was not vacated"
-    ad = standin._load(1)
+    ad = standin._load("1.0")
     assert ad["JobStatus"] == standin.REMOVED and ad["StandinExited"] is True
     assert not standin._in_queue(ad)
+
+
+def test_the_pool_runs_at_most_its_slots_and_every_job_in_the_end(tmp_path, monkeypatch):
+    """Jobs beyond the pool's slots wait, idle, and start as slots free, in order."""
+    import subprocess
+
+    from vkpy.testing import condor
+
+    bin_dir = condor.install(tmp_path / "shared")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "work").mkdir()
+    jobs = 40
+    description = (
+        "executable = /bin/sh\narguments = \"-c 'sleep 1; echo $(ProcId)'\"\n"
+        "output = out.$(ProcId)\nerror = err.$(ProcId)\nlog = events\nqueue 40\n"
+    )
+    done = subprocess.run(
+        [str(bin_dir / "condor_submit"), "-terse", "-"],
+        input=description.encode(),
+        cwd=tmp_path / "work",
+        capture_output=True,
+        check=True,
+    )
+    assert done.stdout.decode().split() == ["1.0", "-", f"1.{jobs - 1}"]
+    state = tmp_path / ".condor-standin/jobs"
+    busiest = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ads = [json.loads(p.read_text()) for p in state.glob("*.json")]
+        busiest = max(busiest, sum(ad["JobStatus"] == 2 for ad in ads))
+        if all(ad["JobStatus"] == 4 for ad in ads):
+            break
+        time.sleep(0.1)
+    assert all(ad["JobStatus"] == 4 for ad in ads), "not every job ran"
+    assert 0 < busiest <= 32
+    assert [(tmp_path / f"work/out.{n}").read_text() for n in range(jobs)] == [
+        f"{n}\n" for n in range(jobs)
+    ]
+    events = (tmp_path / "work/events").read_text()
+    assert events.count("\n005 (001.") == jobs and events.startswith("000 (001.000.000) ")

@@ -7,9 +7,9 @@ import shlex
 from pathlib import Path
 
 import classad2
-import htcondor2
 import pytest
 
+from tests.unit.condor_parse import expanded
 from vkpy.backend import Container, EnvVar, PodSpec, Running, Terminated, Waiting
 from vkpy.backends.batch import records, report, script
 from vkpy.backends.batch.naming import Layout
@@ -57,9 +57,9 @@ def test_the_staged_pod_and_its_description():
     spec = hostile_pod(annotations=annotations, active_deadline_seconds=60)
     settings = script.Settings.from_config(config(), node="vk-c")
     prepared = script.prepare(spec, layout=Layout("/home/u/vkpy/vk-c"), settings=settings, now=0)
-    text = submit_description(spec, node_name="vk-c", pod_dir=prepared.pod_dir)
-    submit = dict(htcondor2.Submit(text).items())
-    assert submit["executable"] == f"/home/u/vkpy/vk-c/{UID}/job.sh"
+    text = submit_description(spec, node_name="vk-c", base="/home/u/vkpy/vk-c")
+    submit = expanded(text)
+    assert submit["initialdir"] == prepared.pod_dir == f"/home/u/vkpy/vk-c/{UID}"
     assert submit["MY.Note"] == '"a \\"b\\" `c` ; | & ünï"'
     assert submit["MY.VkpyPodUID"] == f'"{UID}"'
     # Pod values travel in NUL-separated files only: not in the script, not in the
@@ -77,7 +77,7 @@ def test_the_staged_pod_and_its_description():
 def test_every_annotation_value_survives_the_parser():
     for value in ('"' + v.replace('"', '\\"') + '"' for v in HOSTILE if "\n" not in v):
         spec = hostile_pod(annotations={"htcondor.vkpy.io/+Note": value})
-        parsed = dict(htcondor2.Submit(submit_description(spec, node_name="n", pod_dir="/w")))
+        parsed = expanded(submit_description(spec, node_name="n", base="/w"))
         assert parsed["MY.Note"] == value.strip()
 
 
@@ -86,11 +86,17 @@ def test_constraints_parse_as_classad_expressions():
         expression = classad2.ExprTree(argv[argv.index("-constraint") + 1])
         assert "VkpyNode" in str(expression)
     assert "VkpyPodUID" in queue.condor_rm_argv("vk-c", UID)[2]
-    history = queue.condor_history_argv("vk-c", ["12.0", "7.0", "12.0"])
+    history = queue.condor_history_argv("vk-c", ["12.0", "7.3", "12.0"])
     assert history[:4] == ["condor_history", "-json", "-limit", "2"]
     expression = classad2.ExprTree(history[history.index("-constraint") + 1])
-    for node, cluster, wanted in (("vk-c", 7, True), ("vk-c", 8, False), ("vk-d", 7, False)):
-        job = classad2.ClassAd({"VkpyNode": node, "ClusterId": cluster})
+    for node, cluster, proc, wanted in (
+        ("vk-c", 7, 3, True),
+        ("vk-c", 12, 0, True),
+        ("vk-c", 7, 0, False),  # another pod's job of the same cluster
+        ("vk-c", 8, 3, False),
+        ("vk-d", 7, 3, False),
+    ):
+        job = classad2.ClassAd({"VkpyNode": node, "ClusterId": cluster, "ProcId": proc})
         assert expression.eval(job) is wanted
 
 

@@ -7,11 +7,18 @@ from pathlib import Path
 import htcondor2
 import pytest
 
+from tests.unit.condor_parse import expanded
 from vkpy.backend import Container, PodSpec, Resources
 from vkpy.backends.htcondor.state import by_pod, job_state
-from vkpy.backends.htcondor.submit import node_constraint, pod_resources, submit_description
+from vkpy.backends.htcondor.submit import (
+    description,
+    node_constraint,
+    pod_resources,
+    submit_description,
+)
 from vkpy.backends.slurm.state import Phase
 from vkpy.errors import PodRejected
+from vkpy.testing import condor_syntax
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "htcondor"
 
@@ -20,7 +27,7 @@ def pod(**kwargs):
     defaults = dict(
         uid="uid-1",
         namespace="ns",
-        name='we"ird',
+        name="weird",
         containers=(
             Container("a", "img", resources=Resources(cpu_millis=1500, memory_bytes=256 << 20)),
             Container(
@@ -33,22 +40,22 @@ def pod(**kwargs):
 
 
 def parse(text):
-    return dict(htcondor2.Submit(text).items())
+    return expanded(text)
 
 
 def describe(spec, **kwargs):
-    return submit_description(spec, node_name=kwargs.pop("node_name", "n"), pod_dir="/w", **kwargs)
+    return submit_description(spec, node_name=kwargs.pop("node_name", "n"), base="/w", **kwargs)
 
 
 def test_description_parses_with_htcondor_and_carries_the_pod():
     text = submit_description(
         pod(active_deadline_seconds=600),
         node_name="vk-1",
-        pod_dir="/home/u/vkpy/vk-1/uid-1",
+        base="/home/u/vkpy/vk-1",
         kill_wait_seconds=20,
     )
     submit = parse(text)
-    assert submit["executable"] == "/home/u/vkpy/vk-1/uid-1/job.sh"
+    assert (submit["executable"], submit["arguments"]) == ("/bin/bash", "job.sh")
     assert submit["initialdir"] == "/home/u/vkpy/vk-1/uid-1"
     assert (submit["output"], submit["error"]) == ("logs/_job.out", "logs/_job.err")
     assert submit["request_cpus"] == "4"  # the init container needs more than both apps
@@ -58,7 +65,28 @@ def test_description_parses_with_htcondor_and_carries_the_pod():
     assert submit["allowed_job_duration"] == "630"  # the script's deadline comes first
     assert submit["MY.VkpyPodUID"] == '"uid-1"'
     assert submit["MY.VkpyNode"] == '"vk-1"'
-    assert submit["MY.VkpyPodName"] == '"we\\"ird"'
+    assert submit["MY.VkpyPodName"] == '"weird"'
+    assert submit["MY.VkpyPodNamespace"] == '"ns"'
+
+
+@pytest.mark.parametrize("field", ["name", "namespace", "uid"])
+def test_a_value_the_queue_statement_would_split_is_refused(field):
+    with pytest.raises(PodRejected, match="not a Kubernetes name"):
+        describe(pod(**{field: 'we"ird, x'}))
+
+
+def test_like_pods_share_a_head_and_differ_in_their_item():
+    one, other = (
+        description(pod(uid=u, name=n), node_name="n", base="/w")
+        for u, n in (("uid-1", "a"), ("uid-2", "b"))
+    )
+    assert one.key == other.key and one.head == other.head
+    assert (one.item, other.item) == ("uid-1 ns a\n", "uid-2 ns b\n")
+    bigger = description(pod(uid="uid-3", init_containers=()), node_name="n", base="/w")
+    assert bigger.key != one.key
+    # Both items in one description: two jobs, each with its own directory and UID.
+    jobs = list(htcondor2.Submit(one.head + one.item + other.item + one.tail).itemdata())
+    assert [j["pod_uid"] for j in jobs] == ["uid-1", "uid-2"]
 
 
 def test_extra_commands_from_config_and_annotations():
@@ -146,3 +174,10 @@ def test_unknown_status_is_waiting_not_a_crash(caplog):
     state = job_state({"ClusterId": 1, "JobStatus": 42})
     assert (state.phase, state.message) == (Phase.WAITING, "HTCondor JobStatus 42")
     assert "unknown JobStatus" in caplog.text
+
+
+def test_an_annotation_reaches_the_job_unexpanded():
+    value = '"$(pod_uid) $ENV(HOME) $$(Memory)"'
+    annotated = pod(annotations={"htcondor.vkpy.io/+Note": value})
+    assert expanded(describe(annotated))["MY.Note"] == value
+    assert condor_syntax.expand("$(DOLLAR)(x) $(a) $$(a)", {"a": "$(b)"}) == "$(x) $(b) $$(a)"

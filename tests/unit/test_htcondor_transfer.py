@@ -10,9 +10,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import htcondor2
 import pytest
 
+from tests.unit.condor_parse import expanded
 from vkpy.backend import Mount, Running, Volume, Waiting
 from vkpy.backends.batch import records
 from vkpy.backends.batch.book import Known
@@ -22,7 +22,7 @@ from vkpy.backends.htcondor.state import job_state
 from vkpy.backends.htcondor.submit import submit_description
 from vkpy.backends.slurm.sbatch import render
 from vkpy.errors import PodRejected
-from vkpy.testing import condor_standin, condor_syntax
+from vkpy.testing import condor_standin
 from vkpy.transport import LocalRunner
 
 from .test_slurm_script import FAKE_RUNTIME, UID, app, logged, pod_spec, settings, stage
@@ -50,20 +50,17 @@ def volume_pod():
 
 def test_the_transfer_description_parses_with_htcondor():
     text = submit_description(
-        pod_spec(app("main")), node_name="n", pod_dir="/home/u/vkpy/n/uid-1", transfer=True
+        pod_spec(app("main")), node_name="n", base="/home/u/vkpy/n", transfer=True
     )
-    submit = dict(htcondor2.Submit(text).items())
+    submit = expanded(text)
     assert submit["should_transfer_files"] == "YES"
     assert submit["when_to_transfer_output"] == "ON_EXIT_OR_EVICT"
-    assert submit["transfer_executable"] == "true"
-    assert submit["transfer_input_files"] == "spec,status,volumes"
+    # bash from the execute node runs the script, which travels with the input.
+    assert (submit["executable"], submit["transfer_executable"]) == ("/bin/bash", "false")
+    assert submit["transfer_input_files"] == "job.sh,spec,status,volumes"
     assert submit["transfer_output_files"] == "status,logs"
-    assert submit["initialdir"] == "/home/u/vkpy/n/uid-1"  # where the output comes back
-    shared = dict(
-        htcondor2.Submit(
-            submit_description(pod_spec(app("main")), node_name="n", pod_dir="/w")
-        ).items()
-    )
+    assert submit["initialdir"] == f"/home/u/vkpy/n/{UID}"  # where the output comes back
+    shared = expanded(submit_description(pod_spec(app("main")), node_name="n", base="/w"))
     assert shared["should_transfer_files"] == "NO" and "transfer_input_files" not in shared
 
 
@@ -71,7 +68,7 @@ def test_the_transfer_description_parses_with_htcondor():
 def test_transfer_commands_are_vkpys(command):
     bad = pod_spec(app("main"), annotations={f"htcondor.vkpy.io/{command}": "ON_EXIT"})
     with pytest.raises(PodRejected, match="set by vkpy"):
-        submit_description(bad, node_name="n", pod_dir="/w", transfer=True)
+        submit_description(bad, node_name="n", base="/w", transfer=True)
 
 
 def test_shared_rendering_is_unchanged(tmp_path, runtime):
@@ -139,6 +136,33 @@ def test_a_running_transfer_job_is_reported_from_the_queue():
     assert _from_the_queue(ended, job) is ended  # the files came back: they say it all
 
 
+def test_a_transfer_job_runs_from_its_event_log_before_the_queue_says_so():
+    """The fast clock reads the execute event: the pod runs since it, whatever the last
+    condor_q (idle, or none yet) said; a log of another job, or one that ended, does not."""
+    meta = records.PodMeta("ns", "p", init=(), containers=("a",))
+    executing = [
+        "000 (007.000.000) 2023-11-14 23:13:10 Job submitted from host: <h>",
+        "...",
+        "001 (007.000.000) 2023-11-14 23:13:20 Job executing on host: <h>",
+        "...",
+    ]
+    listing = Listing(LocalRunner(), node="n", transfer=True)
+    listing.tail.utc_offset = 3600  # the submit node's local time is UTC+1
+    idle = job_state({"ClusterId": 7, "JobStatus": 1})
+    for job in (None, idle):
+        files = records.PodFiles(meta=meta, job_id="7.0", events=executing)
+        run = listing._record(UID, Known(), files, job)
+        assert run is not None and isinstance(run.containers[0].state, Running)
+        assert run.containers[0].state.started_at.timestamp() == 1_700_000_000
+    for events in (executing[:2], [*executing, "005 (007.000.000) 2023-11-14 23:14:00 x", "..."]):
+        files = records.PodFiles(meta=meta, job_id="7.0", events=events)
+        run = listing._record(UID, Known(), files, idle)
+        assert run is not None and isinstance(run.containers[0].state, Waiting)
+    other = records.PodFiles(meta=meta, job_id="8.0", events=executing)
+    run = listing._record(UID, Known(), other, idle)
+    assert run is not None and isinstance(run.containers[0].state, Waiting)
+
+
 def test_the_standin_transfers_input_and_output(tmp_path, monkeypatch):
     monkeypatch.setattr(condor_standin, "STATE", tmp_path / "state")
     iwd = tmp_path / "pod"
@@ -147,32 +171,19 @@ def test_the_standin_transfers_input_and_output(tmp_path, monkeypatch):
     (iwd / "status").mkdir()
     (iwd / "logs").mkdir()
     (iwd / "job.sh").write_text(
-        '#!/bin/sh\nmkdir -p logs status\npwd > status/where\necho "$_CONDOR_SCRATCH_DIR" '
+        'mkdir -p logs status\npwd > status/where\necho "$_CONDOR_SCRATCH_DIR" '
         ">> status/where\ncat spec/x > logs/out\nexit 3\n"
     )
     (iwd / "job.sh").chmod(0o700)
-    text = submit_description(pod_spec(app("main")), node_name="n", pod_dir=str(iwd), transfer=True)
-    commands, _ = condor_syntax.parse_submit(text)
+    spec = pod_spec(app("main"))
+    text = submit_description(spec, node_name="n", base=str(tmp_path), transfer=True)
+    (tmp_path / spec.uid).symlink_to(iwd)
     (tmp_path / "state" / "jobs").mkdir(parents=True)
-    ad = {
-        "ClusterId": 1,
-        "ProcId": 0,
-        "Cmd": commands["executable"],
-        "Args": "",
-        "Iwd": str(iwd),
-        "Out": commands["output"],
-        "Err": commands["error"],
-        "JobStatus": 1,
-        "ShouldTransferFiles": "YES",
-        "TransferExecutable": True,
-        "TransferInput": commands["transfer_input_files"],
-        "TransferOutput": commands["transfer_output_files"],
-    }
-    condor_standin._save(ad)
-    condor_standin.run_job(1)
-    scratch = tmp_path / "state" / "execute" / "dir_1"
+    condor_standin._save(condor_standin._job_ad(expanded(text), 1, 0, now=0))
+    condor_standin.run_job("1.0")
+    scratch = tmp_path / "state" / "execute" / "dir_1.0"
     assert (iwd / "status" / "where").read_text() == f"{scratch}\n{scratch}\n"
     assert (iwd / "logs" / "out").read_text() == "input\n"
     assert not scratch.exists()
-    final = json.loads((tmp_path / "state" / "jobs" / "1.json").read_text())
+    final = json.loads((tmp_path / "state" / "jobs" / "1.0.json").read_text())
     assert (final["JobStatus"], final["ExitCode"]) == (4, 3)

@@ -44,56 +44,66 @@ try:
     from vkpy.testing.condor_syntax import (
         classad_value,
         constraint,
+        expand,
         memory_mb,
         parse_arguments,
         parse_submit,
+        queue_items,
     )
 except ImportError:  # installed on a login node, beside it, without vkpy
     from condor_syntax import (  # type: ignore[import-not-found,no-redef]
         classad_value,
         constraint,
+        expand,
         memory_mb,
         parse_arguments,
         parse_submit,
+        queue_items,
     )
 
 STATE = Path.home() / ".condor-standin"
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
 IN_QUEUE = (IDLE, RUNNING, HELD)
+SLOTS = 32  # the pool's job slots: more jobs wait, idle, as in a full pool
 ClassAd = dict[str, Any]
 
 
-def _job_file(cluster: int) -> Path:
-    return STATE / "jobs" / f"{cluster}.json"
+def _job_id(ad: ClassAd) -> str:
+    return f"{ad['ClusterId']}.{ad['ProcId']}"
 
 
-def _load(cluster: int) -> ClassAd:
-    return dict(json.loads(_job_file(cluster).read_text()))
+def _job_file(job: str) -> Path:
+    return STATE / "jobs" / f"{job}.json"
+
+
+def _load(job: str) -> ClassAd:
+    return dict(json.loads(_job_file(job).read_text()))
 
 
 def _save(ad: ClassAd) -> None:
-    path = _job_file(ad["ClusterId"])
+    path = _job_file(_job_id(ad))
     tmp = path.with_suffix(f".{os.getpid()}.tmp")  # each writer its own
     tmp.write_text(json.dumps(ad))
     tmp.replace(path)
 
 
 @contextlib.contextmanager
-def _changing(cluster: int) -> Iterator[ClassAd]:
+def _changing(job: str) -> Iterator[ClassAd]:
     """The job's ad, read, changed by the caller and written back under the job's lock:
     as the schedd serialises changes to a job, the runner and condor_rm never lose each
     other's (a removal written while the runner started the job once left it in the
     queue for good)."""
-    with open(STATE / "jobs" / f"{cluster}.lock", "a") as lock:
+    with open(STATE / "jobs" / f"{job}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        ad = _load(cluster)
+        ad = _load(job)
         yield ad
         _save(ad)
 
 
 def _jobs() -> list[ClassAd]:
     jobs = []
-    for path in sorted((STATE / "jobs").glob("*.json"), key=lambda p: int(p.stem)):
+    paths = (STATE / "jobs").glob("*.json")
+    for path in sorted(paths, key=lambda p: tuple(map(int, p.stem.split(".")))):
         try:
             jobs.append(json.loads(path.read_text()))
         except (ValueError, FileNotFoundError):
@@ -114,24 +124,102 @@ def _next_cluster() -> int:
 
 
 def submit(argv: list[str]) -> int:
+    """One cluster, a job for each item of its queue statement: all of them or, if any
+    cannot be made, none (as the schedd's transaction)."""
     files = [a for a in argv if not a.startswith("-")]
     text = sys.stdin.read() if not files or files[0] == "-" else Path(files[0]).read_text()
-    commands, custom = parse_submit(text)
-    if "executable" not in commands:
+    template, custom = parse_submit(text)
+    if "executable" not in template:
         print("ERROR: No 'executable' parameter was provided", file=sys.stderr)
         return 1
     (STATE / "jobs").mkdir(parents=True, exist_ok=True)
+    items = queue_items(text)
     cluster = _next_cluster()
     now = int(time.time())
-    iwd = commands.get("initialdir") or os.getcwd()
-    ad: ClassAd = {
+    ads = []
+    for proc, item in enumerate(items):
+        variables = {**item, "Cluster": str(cluster), "ClusterId": str(cluster)}
+        variables |= {"Process": str(proc), "ProcId": str(proc)}
+        commands = {k: expand(v, variables) for k, v in template.items()}
+        try:
+            ad = _job_ad(commands, cluster, proc, now)
+        except ValueError as exc:  # nothing is queued
+            print(f"\nERROR: on Line 0 of submit file: {exc}", file=sys.stderr)
+            return 1
+        ad.update({k: classad_value(expand(v, variables)) for k, v in custom.items()})
+        ads.append(ad)
+    for ad in ads:
+        _save(ad)
+        _log_event(ad, "000", "Job submitted from host: <127.0.0.1:9618?addrs=127.0.0.1-9618>")
+    if ads:
+        _detached("__negotiate")
+    if "-terse" in argv:
+        if ads:
+            print(f"{cluster}.0 - {cluster}.{len(ads) - 1}")
+    else:
+        print("Submitting job(s)" + "." * len(ads))
+        print(f"{len(ads)} job(s) submitted to cluster {cluster}.")
+    return 0
+
+
+def _detached(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), *args],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+# ---------------------------------------------------------------- the pool
+
+
+def _waiting() -> list[str]:
+    """Idle jobs no runner has taken yet, oldest first."""
+    return [
+        _job_id(ad)
+        for ad in _jobs()
+        if ad["JobStatus"] in (IDLE, REMOVED) and not ad.get("StandinTaken")
+    ]
+
+
+def negotiate() -> int:
+    """The pool: idle jobs start in the order submitted, at most `SLOTS` at a time, each
+    with a runner of its own. One negotiator at a time (a lock); it ends once no job
+    waits and none of its runners runs, and a submit starts one again."""
+    lock = open(STATE / "negotiator.lock", "a")  # noqa: SIM115 (held until the end)
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # another negotiates; it sees this submit's jobs
+        runners: list[subprocess.Popen[bytes]] = []
+        while True:
+            runners = [r for r in runners if r.poll() is None]
+            free = SLOTS - len(runners)
+            waiting = _waiting() if free > 0 else []
+            for job in waiting[:free]:
+                with _changing(job) as ad:
+                    ad["StandinTaken"] = True
+                runners.append(_detached("__run", job))
+            if not waiting and not runners:
+                break
+            time.sleep(0.2)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        if not _waiting():  # a job submitted as the lock went is not left waiting
+            return 0
+
+
+def _job_ad(commands: dict[str, str], cluster: int, proc: int, now: int) -> ClassAd:
+    return {
         "ClusterId": cluster,
-        "ProcId": 0,
-        "GlobalJobId": f"standin#{cluster}.0#{now}",
+        "ProcId": proc,
+        "GlobalJobId": f"standin#{cluster}.{proc}#{now}",
         "Owner": os.environ.get("USER") or Path.home().name,
         "Cmd": commands["executable"],
         "Args": commands.get("arguments", ""),
-        "Iwd": iwd,
+        "Iwd": commands.get("initialdir") or os.getcwd(),
         "Out": commands.get("output", "/dev/null"),
         "Err": commands.get("error", "/dev/null"),
         "UserLog": commands.get("log", ""),
@@ -150,21 +238,38 @@ def submit(argv: list[str]) -> int:
         "TransferInput": commands.get("transfer_input_files", ""),
         "TransferOutput": commands.get("transfer_output_files", ""),
     }
-    ad.update({k: classad_value(v) for k, v in custom.items()})
-    _save(ad)
-    subprocess.Popen(  # the "pool": a detached runner per job
-        [sys.executable, os.path.abspath(__file__), "__run", str(cluster)],
-        start_new_session=True,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    if "-terse" in argv:
-        print(f"{cluster}.0 - {cluster}.0")
-    else:
-        print("Submitting job(s).")
-        print(f"1 job(s) submitted to cluster {cluster}.")
-    return 0
+
+
+# What a terminated event reports after how the job ended (the reader requires it all).
+_TERMINATED_USAGE = (
+    *(
+        f"\tUsr 0 00:00:00, Sys 0 00:00:00  -  {what} Usage"
+        for what in ("Run Remote", "Run Local", "Total Remote", "Total Local")
+    ),
+    *(
+        f"0  -  {what} By Job"
+        for what in (
+            "Run Bytes Sent",
+            "Run Bytes Received",
+            "Total Bytes Sent",
+            "Total Bytes Received",
+        )
+    ),
+)
+
+
+def _log_event(ad: ClassAd, code: str, headline: str, *body: str) -> None:
+    """One event in the job's user log (``log``), in HTCondor's classic format: the
+    event number, the job id, the time, the headline, indented details, then "..."."""
+    if not ad.get("UserLog"):
+        return
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+    job = f"({ad['ClusterId']:03d}.{ad['ProcId']:03d}.000)"
+    lines = [f"{code} {job} {when} {headline}", *(f"\t{line}" for line in body), "..."]
+    path = Path(ad["Iwd"], ad["UserLog"])
+    with contextlib.suppress(OSError), open(path, "a") as log:
+        fcntl.flock(log, fcntl.LOCK_EX)
+        log.write("\n".join(lines) + "\n")
 
 
 def _names(value: str) -> list[str]:
@@ -212,13 +317,13 @@ def _vacate(process: subprocess.Popen[bytes], grace: int) -> int:
 
 
 def _supervise(
-    process: subprocess.Popen[bytes], cluster: int, limit: int | None
+    process: subprocess.Popen[bytes], job: str, limit: int | None
 ) -> tuple[int, int | None]:
     """Wait for the job: its exit code, and the allowed duration if it ran past it (the
     job is then vacated and held). condor_rm marks the ad REMOVED; the job is vacated."""
     started = time.monotonic()
     while (code := process.poll()) is None:
-        ad = _load(cluster)
+        ad = _load(job)
         overdue = limit is not None and time.monotonic() - started > limit
         if ad["JobStatus"] == REMOVED or overdue:
             held = limit if overdue and ad["JobStatus"] != REMOVED else None
@@ -227,14 +332,15 @@ def _supervise(
     return code, None
 
 
-def run_job(cluster: int) -> int:
+def run_job(job: str) -> int:
     time.sleep(0.2)  # matchmaking
-    ad = _load(cluster)
+    ad = _load(job)
     if ad["JobStatus"] == REMOVED:  # removed while idle: it never runs
+        _log_event(ad, "009", "Job was aborted.", ad.get("RemoveReason", ""))
         return 0
     now = int(time.time())
     transfer = ad.get("ShouldTransferFiles") == "YES"
-    scratch = STATE / "execute" / f"dir_{cluster}"
+    scratch = STATE / "execute" / f"dir_{job}"
     command = _transfer_in(ad, scratch) if transfer else ad["Cmd"]
     argv = [command, *parse_arguments(ad["Args"])] if ad["Args"] else [command]
     with (
@@ -251,7 +357,9 @@ def run_job(cluster: int) -> int:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        with _changing(cluster) as ad:
+        host = "<127.0.0.1:9618?addrs=127.0.0.1-9618>"
+        _log_event(ad, "001", f"Job executing on host: {host}")
+        with _changing(job) as ad:
             if ad["JobStatus"] != REMOVED:  # removed meanwhile: it stays so, and is vacated
                 ad.update({"JobStatus": RUNNING, "EnteredCurrentStatus": now})
             ad.update(
@@ -264,11 +372,18 @@ def run_job(cluster: int) -> int:
                     "StandinEnv": env,
                 }
             )
-        code, held = _supervise(process, cluster, ad.get("AllowedJobDuration"))
+        code, held = _supervise(process, job, ad.get("AllowedJobDuration"))
         if held:
             if transfer:  # held: nothing comes back
                 shutil.rmtree(scratch, ignore_errors=True)
-            with _changing(cluster) as ad:
+            _log_event(
+                ad,
+                "012",
+                "Job was held.",
+                f"The job exceeded allowed job duration of {held}",
+                "Code 46 Subcode 0",
+            )
+            with _changing(job) as ad:
                 ad.update(
                     {
                         "JobStatus": HELD,
@@ -281,9 +396,10 @@ def run_job(cluster: int) -> int:
             return 0
     if transfer:  # when_to_transfer_output = ON_EXIT_OR_EVICT: on removal too
         _transfer_out(ad, scratch)
-    with _changing(cluster) as ad:
+    with _changing(job) as ad:
         if ad["JobStatus"] == REMOVED:  # as HTCondor, it leaves the queue once it has exited
             ad["StandinExited"] = True
+            _log_event(ad, "009", "Job was aborted.", ad.get("RemoveReason", ""))
             return 0
         finished = int(time.time())
         ad.update(
@@ -296,8 +412,14 @@ def run_job(cluster: int) -> int:
         )
         if code < 0:
             ad["ExitSignal"] = -code
+            ending: tuple[str, ...] = (
+                f"(0) Abnormal termination (signal {-code})",
+                "(0) No core file",
+            )
         else:
             ad["ExitCode"] = code
+            ending = (f"(1) Normal termination (return value {code})",)
+    _log_event(ad, "005", "Job terminated.", *ending, *_TERMINATED_USAGE)
     return 0
 
 
@@ -315,9 +437,7 @@ def _selected(argv: list[str], statuses: tuple[int, ...]) -> list[ClassAd]:
     matches = constraint(argv[argv.index("-constraint") + 1]) if "-constraint" in argv else None
     valued = ("-limit", "-constraint", "-attributes", "-af")
     options = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in valued]
-    ids = {
-        int(a.split(".")[0]) for a in argv if re.fullmatch(r"\d+(\.\d+)?", a) and a not in options
-    }
+    ids = {a for a in argv if re.fullmatch(r"\d+(\.\d+)?", a) and a not in options}
     chosen = []
     for ad in _jobs():
         if statuses == IN_QUEUE:
@@ -325,7 +445,7 @@ def _selected(argv: list[str], statuses: tuple[int, ...]) -> list[ClassAd]:
                 continue
         elif ad["JobStatus"] not in statuses or _in_queue(ad):
             continue
-        if ids and ad["ClusterId"] not in ids:
+        if ids and str(ad["ClusterId"]) not in ids and _job_id(ad) not in ids:
             continue
         if matches is not None and not matches(ad):
             continue
@@ -349,7 +469,9 @@ def query(argv: list[str]) -> int:
 
 
 def history(argv: list[str]) -> int:
-    ads = sorted(_selected(argv, (REMOVED, COMPLETED)), key=lambda a: -a["ClusterId"])
+    ads = sorted(
+        _selected(argv, (REMOVED, COMPLETED)), key=lambda a: (-a["ClusterId"], -a["ProcId"])
+    )
     if "-limit" in argv:  # the newest N matches, as condor_history reads backwards
         ads = ads[: int(argv[argv.index("-limit") + 1])]
     _print_json(ads, argv)
@@ -363,9 +485,10 @@ def remove(argv: list[str]) -> int:
         print(f"Couldn't find/remove all jobs matching constraint {what}", file=sys.stderr)
         return 1
     for target in targets:
-        with _changing(target["ClusterId"]) as ad:
+        with _changing(_job_id(target)) as ad:
             if ad["JobStatus"] == HELD:  # vacated when it was held: no process to wait for
                 ad["StandinExited"] = True
+                _log_event(ad, "009", "Job was aborted.", f"via condor_rm (by user {ad['Owner']})")
             ad.update(
                 {
                     "JobStatus": REMOVED,
@@ -415,10 +538,10 @@ def ssh_to_job(argv: list[str]) -> int:
         print(f"Invalid job id: {args[0]}", file=sys.stderr)
         return 2
     try:
-        ad = _load(int(job.group(1)))
+        ad = _load(f"{job.group(1)}.{int(job.group(2) or 0)}")
     except FileNotFoundError:
         ad = None
-    if ad is None or not _in_queue(ad) or int(job.group(2) or 0) != ad["ProcId"]:
+    if ad is None or not _in_queue(ad):
         print("Unable to fetch job ad; is it still in the queue?", file=sys.stderr)
         return 1
     if ad["JobStatus"] == HELD:
@@ -451,7 +574,9 @@ COMMANDS = {
 
 def main(argv: list[str]) -> int:
     if len(argv) > 2 and argv[1] == "__run":
-        return run_job(int(argv[2]))
+        return run_job(argv[2])
+    if len(argv) > 1 and argv[1] == "__negotiate":
+        return negotiate()
     name = Path(argv[0]).name
     if name not in COMMANDS:
         print(f"standin: call me as one of {', '.join(COMMANDS)}", file=sys.stderr)

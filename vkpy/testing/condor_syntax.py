@@ -67,6 +67,48 @@ def parse_submit(text: str) -> tuple[dict[str, str], dict[str, str]]:
     return commands, custom
 
 
+def queue_items(text: str) -> list[dict[str, str]]:
+    """The jobs of the description's queue statement, each as its item's variables:
+    ``queue``, ``queue N``, or ``queue a,b from (`` one line per job ``)``; the last
+    variable takes the rest of its line, as HTCondor does."""
+    lines = iter(text.splitlines())
+    for raw in lines:
+        line = raw.strip()
+        if not line.lower().startswith("queue"):
+            continue
+        statement = line[len("queue") :].strip()
+        if not statement:
+            return [{}]
+        if statement.isdecimal():
+            return [{} for _ in range(int(statement))]
+        match = re.fullmatch(r"([\w,\s]+?)\s+from\s*\(\s*", statement, re.IGNORECASE)
+        if match is None:
+            raise SystemExit(f"standin: unsupported queue statement {line!r}")
+        names = [n for n in re.split(r"[\s,]+", match.group(1)) if n]
+        items: list[dict[str, str]] = []
+        for item in lines:
+            if item.strip() == ")":
+                return items
+            if item.strip():
+                values = re.split(r"[\s,]+", item.strip(), maxsplit=len(names) - 1)
+                padded = values + [""] * (len(names) - len(values))
+                items.append(dict(zip(names, padded, strict=True)))
+        raise SystemExit("standin: the queue statement's items are not closed")
+    return []
+
+
+def expand(value: str, variables: dict[str, str]) -> str:
+    """``$(name)`` macros (names case-insensitive), in one pass; an undefined one is
+    empty, ``$(DOLLAR)`` is a literal ``$``."""
+    lowered = {"dollar": "$", **{k.lower(): v for k, v in variables.items()}}
+    # ``$$(...)`` is the schedd's, at match time: left as it is.
+    return re.sub(
+        r"\$\$|\$\((\w+)\)",
+        lambda m: m.group(0) if m.group(1) is None else lowered.get(m.group(1).lower(), ""),
+        value,
+    )
+
+
 def classad_value(text: str) -> Any:
     """A ClassAd literal from a submit file: "string", integer, real, true/false."""
     if text.startswith('"') and text.endswith('"'):
@@ -96,8 +138,15 @@ def memory_mb(value: str) -> int:
 
 def constraint(expression: str) -> Any:
     """A predicate for the constraints the backend sends: comparisons joined by &&."""
-    clauses = []
+    clauses: list[tuple[str, bool, set[Any]]] = []
     for part in expression.split("&&"):
+        jobs = re.fullmatch(
+            r'\s*member\(strcat\(ClusterId,\s*"\.",\s*ProcId\),\s*\{([-\d.",\s]*)\}\)\s*', part
+        )
+        if jobs is not None:
+            wanted = {j.strip().strip('"') for j in jobs.group(1).split(",") if j.strip()}
+            clauses.append(("StandinJobId", True, wanted))
+            continue
         member = re.fullmatch(r"\s*member\((\w+),\s*\{([-\d,\s]*)\}\)\s*", part)
         if member is not None:
             options = {int(n) for n in member.group(2).split(",") if n.strip()}
@@ -116,6 +165,7 @@ def constraint(expression: str) -> Any:
         return value in wanted if isinstance(wanted, set) else bool(value == wanted)
 
     def matches(ad: ClassAd) -> bool:
+        ad = {**ad, "StandinJobId": f"{ad.get('ClusterId')}.{ad.get('ProcId')}"}
         return all(holds(ad.get(n), v) == equal for n, equal, v in clauses)
 
     return matches

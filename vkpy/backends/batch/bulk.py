@@ -37,17 +37,24 @@ EXISTING_ARGV = "spec/_existing.argv"
 # nothing was submitted.
 NOT_STAGED = (70, 71)
 
-# $1 base, $2 parallel submissions, then the pods' UIDs; the archive on stdin. Each
-# answer is one line "<outcome> <uid> <detail>" (a short line: one atomic write).
+# $1 base, $2 parallel submissions, then the pods as "<uid>" or "<uid>:<group>"; the
+# archive on stdin. Each answer is one line "<outcome> <uid> <detail>" (a short line:
+# one atomic write).
 SCRIPT = r"""set -u
 base=$1; parallel=$2; shift 2
 incoming=$(mktemp -d "$base/.incoming.XXXXXX") || exit 70  # NOT_STAGED
 trap 'rm -rf -- "$incoming"' EXIT
 tar -x -p --no-same-owner -f - -C "$incoming" || exit 71  # NOT_STAGED
 export base incoming
+load() { argv=(); while IFS= read -r -d '' word; do argv+=("$word"); done < "$1"; }
+record() {  # uid job: the job id, then the answer
+  printf '%s\n' "$2" > "$base/$1/status/_jobid.tmp" &&
+    mv -f -- "$base/$1/status/_jobid.tmp" "$base/$1/status/_jobid"
+  printf 'submitted %s %s\n' "$1" "$2"
+}
 one() {
-  load() { argv=(); while IFS= read -r -d '' word; do argv+=("$word"); done < "$1"; }
-  uid=$1; dir=$base/$1; st=$base/$1/status
+  uid=${1%%:*}; group=${1#"$uid"}; group=${group#:}
+  dir=$base/$uid; st=$base/$uid/status
   if [ -s "$st/_jobid" ]; then
     printf 'existing %s %s\n' "$uid" "$(head -n 1 "$st/_jobid")"; return 0
   fi
@@ -67,18 +74,44 @@ one() {
       why=$(printf 'cannot stage %s' "$dir" | base64 -w 0)
       printf 'refused %s 73:%s\n' "$uid" "$why"; return 0
     fi
+    # Freshly marked and in a group: submitted with its group, after this pass.
+    if [ -n "$group" ]; then
+      mkdir -p "$incoming/.groups/$group" && : > "$incoming/.groups/$group/$uid" && return 0
+    fi
   fi
   load "$dir/spec/_submit.argv"
   if out=$(cd "$dir" && "${argv[@]}" 2>"$incoming/$uid.err"); then
-    id=${out%%[; ]*}
-    printf '%s\n' "$id" > "$st/_jobid.tmp" && mv -f -- "$st/_jobid.tmp" "$st/_jobid"
-    printf 'submitted %s %s\n' "$uid" "$id"
+    record "$uid" "${out%%[; ]*}"
   else
     printf 'refused %s %d:%s\n' "$uid" "$?" "$(base64 -w 0 < "$incoming/$uid.err")"
   fi
 }
-export -f one
-printf '%s\0' "$@" | xargs -0 -r -n 1 -P "$parallel" bash -c 'one "$1"' one
+export -f load record one
+each() { printf '%s\0' "$@" | xargs -0 -r -n 1 -P "$parallel" bash -c 'one "$1"' one; }
+each "$@"
+# Each group: one description (the first pod's head, every pod's item, its tail), one
+# submit command; its answer "<cluster>.<first> - <cluster>.<last>" numbers the jobs in
+# the items' order. A group that fails submitted nothing (one transaction); its pods,
+# marked, go through `one` again: the queue is asked, then each submits alone, so that
+# only a pod the batch system refuses fails.
+for path in "$incoming"/.groups/*; do
+  [ -d "$path" ] || continue
+  members=(); for m in "$path"/*; do members+=("${m##*/}"); done
+  if [ "${#members[@]}" -eq 1 ]; then each "${members[0]}"; continue; fi
+  first=$base/${members[0]}/spec
+  { cat "$first/_group.head"; for m in "${members[@]}"; do cat "$base/$m/spec/_group.item"; done
+    cat "$first/_group.tail"; } > "$path.sub"
+  load "$first/_group.argv"
+  if out=$("${argv[@]}" "$path.sub" 2>/dev/null) &&
+      [[ $out =~ ^([0-9]+)\.([0-9]+)\ -\ ([0-9]+)\.([0-9]+) ]] &&
+      [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[3]}" ] &&
+      [ $(( BASH_REMATCH[4] - BASH_REMATCH[2] + 1 )) -eq "${#members[@]}" ]; then
+    cluster=${BASH_REMATCH[1]}; proc=${BASH_REMATCH[2]}
+    for m in "${members[@]}"; do record "$m" "$cluster.$proc"; proc=$((proc + 1)); done
+  else
+    each "${members[@]}"
+  fi
+done
 """
 
 Kind = Literal["submitted", "existing", "asked", "refused", "unsure"]
@@ -94,13 +127,20 @@ class Outcome:
 
 
 def staged(submission: Submission) -> tuple[StagedFile, ...]:
-    """The pod's files, with the two argv files the script runs."""
+    """The pod's files, with the argv files the script runs and its group's parts."""
     pod_dir = submission.pod_dir
-    return (
+    files = [
         *submission.files,
         StagedFile(f"{pod_dir}/{SUBMIT_ARGV}", nul_joined(submission.command), PRIVATE_MODE),
         StagedFile(f"{pod_dir}/{EXISTING_ARGV}", nul_joined(submission.existing), PRIVATE_MODE),
-    )
+    ]
+    if (group := submission.group) is not None:
+        parts = {"argv": nul_joined(group.argv), "head": group.head}
+        parts |= {"item": group.item, "tail": group.tail}
+        files += [
+            StagedFile(f"{pod_dir}/spec/_group.{k}", v, PRIVATE_MODE) for k, v in parts.items()
+        ]
+    return tuple(files)
 
 
 def archive(layout: Layout, submissions: Sequence[Submission], *, mtime: float) -> bytes:
@@ -110,8 +150,9 @@ def archive(layout: Layout, submissions: Sequence[Submission], *, mtime: float) 
     return workdir.archive(layout.base, dirs, files, mtime=mtime)
 
 
-def argv(layout: Layout, uids: Sequence[str], *, parallel: int) -> list[str]:
-    return ["bash", "-c", SCRIPT, "bulk-submit", layout.base, str(parallel), *uids]
+def argv(layout: Layout, submissions: Sequence[Submission], *, parallel: int) -> list[str]:
+    pods = [s.uid if s.group is None else f"{s.uid}:{s.group.key}" for s in submissions]
+    return ["bash", "-c", SCRIPT, "bulk-submit", layout.base, str(parallel), *pods]
 
 
 def parse(output: str) -> dict[str, Outcome]:

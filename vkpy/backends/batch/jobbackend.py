@@ -266,7 +266,7 @@ class JobBackend(abc.ABC, Generic[C]):
         layout = await self._ready()
         data = bulk.archive(layout, submissions, mtime=time.time())
         uids = [s.uid for s in submissions]
-        argv = bulk.argv(layout, uids, parallel=self.config.submit_parallel)
+        argv = bulk.argv(layout, submissions, parallel=self.config.submit_parallel)
         answer = await self.runner.run(argv, stdin=data, idempotent=True)
         if answer.status in bulk.NOT_STAGED:
             raise BackendUnavailable(

@@ -9,6 +9,8 @@ A pod's work directory is ``<work_dir>/<node>/<uid>`` (mode 0700)::
                             _job (the script's begin/stop/end), <c> (each run's start/exit)
     logs/<c>.<run>.log      each run's output, stamped as it came (`template`, `logs`);
                             <c>.<run>.done once it ended
+    logs/_job.log           the batch system's own log of the job, where it writes one
+                            (HTCondor's user log): read with status/, as ``_events``
     run/                    the script's own bookkeeping (container PIDs)
     grace                   written by delete(): the grace period the script allows
 
@@ -25,6 +27,8 @@ from vkpy.errors import PodRejected
 META = "_pod"  # status file with the pod's identity and containers (JSON, one line)
 JOB_ID = "_jobid"  # status file with the batch system's job id
 JOB = "_job"  # status file the script writes about the whole job
+EVENT_LOG = "logs/_job.log"  # the batch system's log of the job, under the pod's directory
+EVENTS = "_events"  # the name the event log is read under, beside the status files
 
 UID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CONTAINER = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -70,14 +74,20 @@ class Layout:
         return f"{self.pod(uid)}/logs/{container}.{run}.done"
 
     def uid_of_status_file(self, path: str) -> tuple[str, str] | None:
-        """(uid, file name) for ``<base>/<uid>/status/<file>``; None for anything else."""
+        """(uid, file name) for ``<base>/<uid>/status/<file>``, and (uid, `EVENTS`) for
+        the pod's `EVENT_LOG`; None for anything else."""
         prefix = f"{self.base}/"
         if not path.startswith(prefix):
             return None
-        parts = path[len(prefix) :].split("/")
-        if len(parts) != 3 or parts[1] != "status" or not UID.match(parts[0]):
+        uid, _, rest = path[len(prefix) :].partition("/")
+        if not UID.match(uid):
             return None
-        return parts[0], parts[2]
+        if rest == EVENT_LOG:
+            return uid, EVENTS
+        parts = rest.split("/")
+        if len(parts) != 2 or parts[0] != "status":
+            return None
+        return uid, parts[1]
 
     @property
     def trash(self) -> str:

@@ -78,6 +78,7 @@ class PodFiles:
     job_id: str = ""
     job: list[str] = field(default_factory=list)
     containers: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    events: list[str] = field(default_factory=list)  # the batch system's event log
 
 
 def parse_status_lines(output: str, layout: Layout) -> dict[str, PodFiles]:
@@ -110,6 +111,8 @@ def pod_files(files: Mapping[str, list[str]]) -> PodFiles:
                 found.job_id = line.strip().split(";")[0] or found.job_id
         elif name == naming.JOB:
             found.job.extend(lines)
+        elif name == naming.EVENTS:
+            found.events.extend(lines)
         elif not name.startswith("_"):
             found.containers[name].extend(lines)
     return found

@@ -44,6 +44,20 @@ class StagedFile:
 
 
 @dataclass(frozen=True)
+class Grouped:
+    """How a pod joins others in one submit command (`bulk`): the pods with the same
+    ``key`` share one description, ``head`` then each pod's ``item`` then ``tail``,
+    which ``argv`` (with the description's path added) submits as one cluster whose
+    jobs follow the items' order."""
+
+    key: str
+    argv: tuple[str, ...]
+    head: bytes
+    item: bytes
+    tail: bytes
+
+
+@dataclass(frozen=True)
 class Submission:
     """What create() stages and runs for one pod."""
 
@@ -54,6 +68,7 @@ class Submission:
     command: tuple[str, ...]  # the batch system's submit argv (sbatch ...); `bulk` runs it
     existing: tuple[str, ...]  # the argv that prints the pod's job id, if it has one
     script: str
+    group: Grouped | None = None  # None: submitted alone, with ``command``
 
 
 @dataclass(frozen=True)
@@ -342,10 +357,12 @@ def submission(
     *,
     existing: Sequence[str],
     extra: Sequence[StagedFile] = (),
+    group: Grouped | None = None,
 ) -> Submission:
     """``prepared`` submitted with ``command`` (the batch system's argv), ``extra``
     files staged beside it; ``existing`` prints the pod's job id if it has one."""
     return Submission(
+        group=group,
         uid=prepared.uid,
         pod_dir=prepared.pod_dir,
         dirs=prepared.dirs,

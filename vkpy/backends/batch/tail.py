@@ -7,14 +7,18 @@ to start the next read from. A changed file is read whole and replaces what was 
 of it, so a line half-written during one read is read again complete by the next. The
 cost follows the pods asked for (the unfinished ones) and the files that changed,
 never the finished pods. No inotify: the jobs write on compute nodes, whose writes the
-login node's inotify does not see on NFS or Lustre.
+login node's inotify does not see on NFS or Lustre. A pod's event log (`naming.EVENT_LOG`,
+where the batch system writes one on the login node) is read the same way, beside its
+status files; its times are the login node's local time, hence the UTC offset.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
-from vkpy.backends.batch import records
+from vkpy.backends.batch import naming, records
 from vkpy.backends.batch.naming import Layout
 from vkpy.errors import BackendUnavailable
 from vkpy.transport import Runner
@@ -23,26 +27,34 @@ from vkpy.transport import Runner
 # nodes (or the file server) that set the times may run this far behind the login node.
 CLOCK_SLACK_SECONDS = 10
 
-# stdin: groups "<since>\0<count>\0<dir>\0..." ; prints the time, "gone:<dir>" for a
-# directory that no longer exists, then "path:line" for each line of a changed file.
+# $1: the event log's path under a pod's directory (`naming.EVENT_LOG`). stdin: groups
+# "<since>\0<count>\0<status dir>\0..."; prints the time and the UTC offset, "gone:<dir>"
+# for a directory that no longer exists, then "path:line" for each line of a changed
+# status file or event log.
 READ = r"""export LC_ALL=C
-date +%s
+date '+%s %z'
 while IFS= read -r -d '' since && IFS= read -r -d '' count; do
-  dirs=()
+  paths=()
   while [ "$count" -gt 0 ] && IFS= read -r -d '' dir; do
-    if [ -d "$dir" ]; then dirs+=("$dir"); else printf 'gone:%s\n' "$dir"; fi
+    if [ -d "$dir" ]; then
+      paths+=("$dir"); [ ! -f "${dir%/status}/$1" ] || paths+=("${dir%/status}/$1")
+    else
+      printf 'gone:%s\n' "$dir"
+    fi
     count=$((count - 1))
   done
-  [ "${#dirs[@]}" -eq 0 ] ||
-    find "${dirs[@]}" -maxdepth 1 -type f -newermt "@$since" -exec grep -a -H '' {} + 2>/dev/null
+  [ "${#paths[@]}" -eq 0 ] ||
+    find "${paths[@]}" -maxdepth 1 -type f -newermt "@$since" -exec grep -a -H '' {} + 2>/dev/null
 done
 exit 0
 """
 
-# Every pod's status files under the node's base (what a restarted agent adopts).
+# Every pod's status files and event log under the node's base ($1), for the first
+# listing (what a restarted agent adopts).
 DISCOVER = r"""export LC_ALL=C
-date +%s
-find "$1" -mindepth 3 -maxdepth 3 -path '*/status/*' -type f -exec grep -a -H '' {} + 2>/dev/null
+date '+%s %z'
+find "$1" -mindepth 3 -maxdepth 3 -type f \( -path '*/status/*' -o -path "*/$2" \) \
+  -exec grep -a -H '' {} + 2>/dev/null
 exit 0
 """
 
@@ -50,7 +62,7 @@ Lines = dict[str, list[str]]  # a pod's status files: name → lines
 
 
 def read_argv() -> list[str]:
-    return ["bash", "-c", READ, "status-read"]
+    return ["bash", "-c", READ, "status-read", naming.EVENT_LOG]
 
 
 def read_stdin(groups: Mapping[int, Sequence[str]]) -> bytes:
@@ -63,11 +75,31 @@ def read_stdin(groups: Mapping[int, Sequence[str]]) -> bytes:
     return bytes(out)
 
 
-def parse(output: str, layout: Layout) -> tuple[int | None, dict[str, Lines], set[str]]:
-    """The login node's time, the changed files by pod UID, and the pods whose status
+@dataclass(frozen=True)
+class Clock:
+    """The login node's time (epoch seconds) and its offset from UTC (seconds)."""
+
+    now: int
+    utc_offset: int
+
+
+def parse_clock(line: str) -> Clock | None:
+    """``date '+%s %z'``: "1733300000 +0100" (a time alone: UTC)."""
+    words = line.split()
+    if not 1 <= len(words) <= 2 or not words[0].isdecimal():
+        return None
+    zone = re.fullmatch(r"([+-])(\d\d)(\d\d)", words[1] if len(words) == 2 else "+0000")
+    if zone is None:
+        return None
+    offset = int(zone[2]) * 3600 + int(zone[3]) * 60
+    return Clock(int(words[0]), -offset if zone[1] == "-" else offset)
+
+
+def parse(output: str, layout: Layout) -> tuple[Clock | None, dict[str, Lines], set[str]]:
+    """The login node's clock, the changed files by pod UID, and the pods whose status
     directory is gone."""
     lines = output.splitlines()
-    now = int(lines[0]) if lines and lines[0].strip().isdecimal() else None
+    now = parse_clock(lines[0]) if lines else None
     gone = {
         where[0]
         for line in lines[1:]
@@ -84,18 +116,19 @@ class StatusTail:
         self.files: dict[str, Lines] = {}
         self.since: dict[str, int] = {}  # login-node time from which changes count
         self.parsed: dict[str, records.PodFiles] = {}  # what `files` say, until one changes
+        self.utc_offset = 0  # the login node's, as of the last read (event logs' times)
 
     async def discover(self, runner: Runner, layout: Layout) -> dict[str, records.PodFiles]:
         """Every pod's files, read whole (the first listing)."""
-        answer = await runner.run(
-            ["bash", "-c", DISCOVER, "status-discover", layout.base], idempotent=True
-        )
-        now, changed, _ = parse(answer.text, layout)
-        if now is None:
+        argv = ["bash", "-c", DISCOVER, "status-discover", layout.base, naming.EVENT_LOG]
+        answer = await runner.run(argv, idempotent=True)
+        clock, changed, _ = parse(answer.text, layout)
+        if clock is None:
             raise BackendUnavailable(f"cannot read the work directories: {answer.describe()}")
+        self.utc_offset = clock.utc_offset
         for uid, lines in changed.items():
             self.files[uid] = lines
-            self.since[uid] = now - CLOCK_SLACK_SECONDS
+            self.since[uid] = clock.now - CLOCK_SLACK_SECONDS
         return {uid: records.pod_files(lines) for uid, lines in changed.items()}
 
     async def read(
@@ -112,9 +145,10 @@ class StatusTail:
         for uid in sorted(wanted):
             groups.setdefault(self.since.get(uid, 0), []).append(layout.status(uid))
         answer = await runner.run(read_argv(), stdin=read_stdin(groups), idempotent=True)
-        now, changed, gone = parse(answer.text, layout)
-        if now is None:
+        clock, changed, gone = parse(answer.text, layout)
+        if clock is None:
             raise BackendUnavailable(f"cannot read the status files: {answer.describe()}")
+        self.utc_offset = clock.utc_offset
         for uid in wanted:
             if uid in gone:
                 self.forget(uid)
@@ -123,7 +157,7 @@ class StatusTail:
             if uid in changed:
                 kept.update(changed[uid])
                 self.parsed.pop(uid, None)
-            self.since[uid] = now - CLOCK_SLACK_SECONDS
+            self.since[uid] = clock.now - CLOCK_SLACK_SECONDS
         found = {}
         for uid in wanted:
             if self.files.get(uid):

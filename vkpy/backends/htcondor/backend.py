@@ -81,10 +81,10 @@ class HTCondorBackend(JobBackend[HTCondorConfig]):
 
     def submission(self, pod: PodSpec, layout: Layout) -> script.Submission:
         prepared = script.prepare(pod, layout=layout, settings=self.settings, now=self._clock())
-        description = submit.submit_description(
+        description = submit.description(
             pod,
             node_name=self.node,
-            pod_dir=prepared.pod_dir,
+            base=layout.base,
             kill_wait_seconds=self.config.kill_wait_seconds,
             config_extra=self.config.submit_commands,
             transfer=self.relocatable,
@@ -94,7 +94,14 @@ class HTCondorBackend(JobBackend[HTCondorConfig]):
             prepared,
             queue.submit_argv(sub),
             existing=queue.existing_argv(f"{prepared.pod_dir}/status/{JOB_ID}", self.node, pod.uid),
-            extra=(script.StagedFile(sub, description.encode(), script.PRIVATE_MODE),),
+            extra=(script.StagedFile(sub, description.text.encode(), script.PRIVATE_MODE),),
+            group=script.Grouped(
+                key=description.key,
+                argv=tuple(queue.GROUP_SUBMIT),
+                head=description.head.encode(),
+                item=description.item.encode(),
+                tail=description.tail.encode(),
+            ),
         )
 
     def parse_job_id(self, text: str) -> str | None:

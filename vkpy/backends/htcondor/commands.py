@@ -43,16 +43,27 @@ RESERVED = frozenset(
     }
 )
 _COMMAND = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
+_LONE_DOLLAR = re.compile(r"\$\$|\$")
+
+
+def _literal(match: re.Match[str]) -> str:
+    return match.group(0) if match.group(0) == "$$" else "$(DOLLAR)"
 
 
 def extra_commands(
     config_extra: Mapping[str, str], annotations: Mapping[str, str]
 ) -> dict[str, str]:
-    """Config commands, then the pod's annotations over them; reserved ones refused."""
+    """Config commands, then the pod's annotations over them; reserved ones refused.
+
+    condor_submit expands macros in every value: a pod's lone ``$`` is written as
+    ``$(DOLLAR)`` so that its annotation reaches the job as written, and cannot read
+    the agent's environment (``$ENV(...)``) or the description's own variables.
+    ``$$(...)`` stays: the schedd expands it from the matched machine, for the job.
+    """
     chosen = dict(config_extra)
     for key, value in annotations.items():
         if key.startswith(ANNOTATION_PREFIX):
-            chosen[key.removeprefix(ANNOTATION_PREFIX)] = value
+            chosen[key.removeprefix(ANNOTATION_PREFIX)] = _LONE_DOLLAR.sub(_literal, value)
     for command, value in chosen.items():
         name = command.lstrip("+")
         if not _COMMAND.match(name):

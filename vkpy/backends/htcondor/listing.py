@@ -8,10 +8,12 @@ pods that have left the queue, when there are any; between reads, its last answe
 stands where the files are not newer. A finished pod's record is kept and never read
 again.
 
-With file transfer the status files come back only when the job ends: while
-``condor_q`` says the job runs and its files say nothing yet, the pod is reported from
-the queue alone: its first init container (else its app containers) running since the
-job started.
+With file transfer the status files come back only when the job ends: while the job
+runs and its files say nothing yet, the pod is reported from what HTCondor says: its
+first init container (else its app containers) running since the job started. The
+job's event log, which the shadow writes on the submit node and the fast clock reads
+with the status files, says so within a read of the execute event; ``condor_q``, on its
+own clock, says it too, and says why a job waits or was held.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from vkpy.backends.batch import records, report
 from vkpy.backends.batch.book import Known, PodBook
 from vkpy.backends.batch.clock import Pace, QueueClock
 from vkpy.backends.batch.state import Phase
-from vkpy.backends.htcondor import queue, state
+from vkpy.backends.htcondor import events, queue, state
 from vkpy.backends.htcondor.state import JobState
 from vkpy.errors import BackendUnavailable
 from vkpy.transport import Runner
@@ -111,6 +113,7 @@ class Listing(PodBook):
         if waiting and self.began_since(uid, found):
             job = None  # it began after the condor_q that showed it idle
         if self.transfer:
+            job = _from_the_event_log(found, job, utc_offset=self.tail.utc_offset)
             found = _from_the_queue(found, job)
         events = records.job_events(found.job)
         if job is not None and job.terminal and events.ended is None and not known.rechecked:
@@ -136,6 +139,20 @@ def _job(
             if not job_id or state.job_id(ad) == job_id:
                 return read(ad)
     return None
+
+
+def _from_the_event_log(
+    found: records.PodFiles, job: JobState | None, *, utc_offset: int
+) -> JobState | None:
+    """A transferring job that the last ``condor_q`` did not show running (or that it
+    did not show yet) but whose event log, read on the fast clock, says executes: it
+    runs since its execute event."""
+    if job is not None and job.phase is not Phase.WAITING:
+        return job
+    run = events.executing(found.events, utc_offset=utc_offset, now=time.time())
+    if run is None or (found.job_id and run.job_id != found.job_id):
+        return job
+    return JobState(run.job_id, state.RUNNING, Phase.RUNNING, started=run.since)
 
 
 def _from_the_queue(found: records.PodFiles, job: JobState | None) -> records.PodFiles:

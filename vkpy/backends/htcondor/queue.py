@@ -29,6 +29,10 @@ EXISTING = (
 QUEUED_TEST = '[ -n "$(condor_q -json "$job" -attributes ClusterId 2>/dev/null)" ]'
 
 
+# Many pods' description, whose path follows (`bulk`): -terse prints "<first> - <last>".
+GROUP_SUBMIT = ("condor_submit", "-terse")
+
+
 def submit_argv(description: str) -> list[str]:
     """condor_submit of ``description``; -terse prints "<first job> - <last job>"."""
     return ["condor_submit", "-terse", description]
@@ -61,17 +65,17 @@ def condor_q_argv(node: str, *, uid: str | None = None) -> list[str]:
 def condor_history_argv(node: str, job_ids: Sequence[str]) -> list[str]:
     """The history of these jobs of the node only: condor_history reads the schedd's
     history file backwards, and ``-limit`` lets it stop once every job is found rather
-    than read a long history to its start."""
-    # A job id is "<cluster>.<proc>"; one that is not (a damaged job id file) has no history.
-    clusters = sorted({int(c) for job in job_ids if (c := job.split(".")[0]).isdecimal()})
-    constraint = (
-        f"{node_constraint(node)} && member(ClusterId, {{{', '.join(map(str, clusters))}}})"
-    )
+    than read a long history to its start. Jobs are named "<cluster>.<proc>" exactly:
+    the other jobs of their clusters (other pods) would use up the limit."""
+    # A job id that is not one (a damaged job id file) has no history.
+    jobs = sorted({job for job in job_ids if _JOB_ID.match(job)})
+    named = ", ".join(f'"{job}"' for job in jobs)
+    constraint = f'{node_constraint(node)} && member(strcat(ClusterId, ".", ProcId), {{{named}}})'
     return [
         "condor_history",
         "-json",
         "-limit",
-        str(len(clusters)),
+        str(len(jobs)),
         "-constraint",
         constraint,
         "-attributes",
