@@ -39,6 +39,11 @@ fi
 exec "$REAL_SUBMIT" "$@"
 """
 
+COUNTED_QUERY = """#!/bin/bash
+echo "$*" >> "$BULK_TEST/query-calls"
+exec "${REAL_SUBMIT%/*}/condor_q" "$@"
+"""
+
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -46,7 +51,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shim = tmp_path / "shim"
     shim.mkdir()
     (shim / "condor_submit").write_text(SHIM)
-    (shim / "condor_submit").chmod(0o755)
+    (shim / "condor_q").write_text(COUNTED_QUERY)
+    for name in ("condor_submit", "condor_q"):
+        (shim / name).chmod(0o755)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -116,9 +123,13 @@ def jobs(world: Path) -> dict[str, str]:
     return found
 
 
+def calls(world: Path, what: str) -> list[str]:
+    recorded = world / f"{what}-calls"
+    return recorded.read_text().splitlines() if recorded.exists() else []
+
+
 def submit_calls(world: Path) -> list[str]:
-    calls = world / "submit-calls"
-    return calls.read_text().splitlines() if calls.exists() else []
+    return calls(world, "submit")
 
 
 def test_like_pods_are_one_cluster_each_pod_one_job_in_order(world, layout):
@@ -127,7 +138,7 @@ def test_like_pods_are_one_cluster_each_pod_one_job_in_order(world, layout):
     assert status == 0
     assert [outcomes[u].kind for u in UIDS] == ["submitted"] * len(UIDS)
     assert [outcomes[u].job_id for u in UIDS] == [f"1.{n}" for n in range(len(UIDS))]
-    assert len(submit_calls(world)) == 1
+    assert len(submit_calls(world)) == 1 and calls(world, "query") == []
     assert jobs(world) == {f"1.{n}": uid for n, uid in enumerate(UIDS)}
     for n, uid in enumerate(UIDS):
         assert Path(layout.status(uid), "_jobid").read_text() == f"1.{n}\n"
@@ -145,6 +156,7 @@ def test_unlike_pods_are_a_cluster_each_and_a_lone_pod_is_submitted_alone(world,
     assert len(clusters) == 1 and outcomes[UIDS[2]].job_id not in clusters
     assert len(jobs(world)) == 3 and len(submit_calls(world)) == 2
     assert any(call.endswith("/job.sub") for call in submit_calls(world))
+    assert calls(world, "query") == []  # fresh pods: no queue asked, grouped or alone
 
 
 def test_a_refused_group_is_submitted_pod_by_pod(world, layout):

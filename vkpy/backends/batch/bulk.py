@@ -47,14 +47,14 @@ trap 'rm -rf -- "$incoming"' EXIT
 tar -x -p --no-same-owner -f - -C "$incoming" || exit 71  # NOT_STAGED
 export base incoming
 load() { argv=(); while IFS= read -r -d '' word; do argv+=("$word"); done < "$1"; }
-record() {  # uid job: the job id, then the answer
-  printf '%s\n' "$2" > "$base/$1/status/_jobid.tmp" &&
-    mv -f -- "$base/$1/status/_jobid.tmp" "$base/$1/status/_jobid"
+record() {  # uid job: the job id, then the answer. Written in place, by the shell (a
+  # process per pod costs more than its submission here): a reader sees no file, an
+  # empty one or the id, and empty means "none yet", as the file not being there.
+  printf '%s\n' "$2" > "$base/$1/status/_jobid"
   printf 'submitted %s %s\n' "$1" "$2"
 }
 one() {
-  uid=${1%%:*}; group=${1#"$uid"}; group=${group#:}
-  dir=$base/$uid; st=$base/$uid/status
+  uid=${1%%:*}; dir=$base/$uid; st=$base/$uid/status
   if [ -s "$st/_jobid" ]; then
     printf 'existing %s %s\n' "$uid" "$(head -n 1 "$st/_jobid")"; return 0
   fi
@@ -74,33 +74,61 @@ one() {
       why=$(printf 'cannot stage %s' "$dir" | base64 -w 0)
       printf 'refused %s 73:%s\n' "$uid" "$why"; return 0
     fi
-    # Freshly marked and in a group: submitted with its group, after this pass.
-    if [ -n "$group" ]; then
-      mkdir -p "$incoming/.groups/$group" && : > "$incoming/.groups/$group/$uid" && return 0
-    fi
   fi
-  load "$dir/spec/_submit.argv"
-  if out=$(cd "$dir" && "${argv[@]}" 2>"$incoming/$uid.err"); then
-    record "$uid" "${out%%[; ]*}"
+  alone "$uid"
+}
+alone() {  # uid: staged and marked, no job yet: its own submit command
+  load "$base/$1/spec/_submit.argv"
+  if out=$(cd "$base/$1" && "${argv[@]}" 2>"$incoming/$1.err"); then
+    record "$1" "${out%%[; ]*}"
   else
-    printf 'refused %s %d:%s\n' "$uid" "$?" "$(base64 -w 0 < "$incoming/$uid.err")"
+    printf 'refused %s %d:%s\n' "$1" "$?" "$(base64 -w 0 < "$incoming/$1.err")"
   fi
 }
-export -f load record one
+export -f load record one alone
 each() { printf '%s\0' "$@" | xargs -0 -r -n 1 -P "$parallel" bash -c 'one "$1"' one; }
-each "$@"
+# A pod of a group with neither job id nor marker is fresh: the fresh pods are staged
+# with one mv and marked here, in this shell (no process per pod), then submitted with
+# their group; every other pod goes through `one`, in parallel.
+singles=(); fresh=(); groups=(); mkdir -p "$incoming/.groups"
+for pod in "$@"; do
+  uid=${pod%%:*}; group=${pod#"$uid"}; group=${group#:}; st=$base/$uid/status
+  if [ -n "$group" ] && [ ! -s "$st/_jobid" ] && [ ! -e "$st/_submitting" ]; then
+    fresh+=("$uid"); groups+=("$group")
+  else
+    singles+=("$pod")
+  fi
+done
+[ "${#singles[@]}" -eq 0 ] || each "${singles[@]}"
+if [ "${#fresh[@]}" -gt 0 ]; then
+  stale=(); moving=()
+  for uid in "${fresh[@]}"; do
+    [ ! -e "$base/$uid" ] || stale+=("$base/$uid"); moving+=("$incoming/$uid")
+  done
+  [ "${#stale[@]}" -eq 0 ] || rm -rf -- "${stale[@]}"
+  mv -- "${moving[@]}" "$base/" 2>/dev/null
+  for i in "${!fresh[@]}"; do
+    uid=${fresh[$i]}
+    if [ ! -e "$incoming/$uid" ] && [ -d "$base/$uid/status" ] &&
+        : > "$base/$uid/status/_submitting"; then
+      printf '%s\n' "$uid" >> "$incoming/.groups/${groups[$i]}"
+    else
+      each "$uid"  # not staged here: alone, which stages it again or says why not
+    fi
+  done
+fi
 # Each group: one description (the first pod's head, every pod's item, its tail), one
 # submit command; its answer "<cluster>.<first> - <cluster>.<last>" numbers the jobs in
 # the items' order. A group that fails submitted nothing (one transaction); its pods,
 # marked, go through `one` again: the queue is asked, then each submits alone, so that
 # only a pod the batch system refuses fails.
 for path in "$incoming"/.groups/*; do
-  [ -d "$path" ] || continue
-  members=(); for m in "$path"/*; do members+=("${m##*/}"); done
-  if [ "${#members[@]}" -eq 1 ]; then each "${members[0]}"; continue; fi
-  first=$base/${members[0]}/spec
-  { cat "$first/_group.head"; for m in "${members[@]}"; do cat "$base/$m/spec/_group.item"; done
-    cat "$first/_group.tail"; } > "$path.sub"
+  [ -f "$path" ] || continue
+  mapfile -t members < "$path"
+  if [ "${#members[@]}" -eq 1 ]; then alone "${members[0]}"; continue; fi
+  first=$base/${members[0]}/spec; items=()
+  for m in "${members[@]}"; do items+=("$base/$m/spec/_group.item"); done
+  cat -- "$first/_group.head" "${items[@]}" "$first/_group.tail" > "$path.sub"
   load "$first/_group.argv"
   if out=$("${argv[@]}" "$path.sub" 2>/dev/null) &&
       [[ $out =~ ^([0-9]+)\.([0-9]+)\ -\ ([0-9]+)\.([0-9]+) ]] &&
