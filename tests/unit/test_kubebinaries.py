@@ -25,7 +25,7 @@ def test_kubebuilder_assets_without_binaries_names_what_is_missing(tmp_path, mon
     (tmp_path / "kube-apiserver").write_text("")
     monkeypatch.setenv("KUBEBUILDER_ASSETS", str(tmp_path))
     with pytest.raises(
-        TestbedError, match="lacks kube-scheduler, kube-controller-manager; unset it"
+        TestbedError, match="lacks kube-scheduler, kube-controller-manager, kubelet; unset it"
     ):
         kubebinaries.find_binaries()
 

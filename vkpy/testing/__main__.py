@@ -35,7 +35,7 @@ def _binaries(version: str, binaries: tuple[str, ...]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vkpy.testing", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "purge", "binaries"))
+    parser.add_argument("command", choices=("up", "down", "purge", "binaries", "worker"))
     args = parser.parse_args(argv)
     testbed = Testbed()
     try:
@@ -48,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
             parts = ", ".join(f"{k} {v:.1f}s" for k, v in endpoints.timings.items())
             print(f"testbed up in {time.monotonic() - start:.1f}s ({parts})")
             print(f"use it with: . {testbed.state / 'env.sh'}")
+        elif args.command == "worker":
+            start = time.monotonic()
+            node = testbed.worker(testbed.up())
+            found = ", ".join(f"{k} {v}" for k, v in node.versions.items())
+            print(
+                f"worker node {node.name} at {node.node_ip} Ready in "
+                f"{time.monotonic() - start:.1f}s ({found})"
+            )
         elif args.command == "purge":
             stopped = testbed.purge()
             print(f"testbed purged: stopped {', '.join(stopped) or 'nothing'}")

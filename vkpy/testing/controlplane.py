@@ -71,7 +71,8 @@ def apiserver_argv(
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-        "--bind-address=127.0.0.1",
+        # All addresses: pods on the worker node reach it at the node's address.
+        "--bind-address=0.0.0.0",
         "--advertise-address=127.0.0.1",
         f"--secure-port={ports.apiserver}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
@@ -79,6 +80,8 @@ def apiserver_argv(
         f"--service-account-key-file={certs / 'sa.pub'}",
         f"--service-account-signing-key-file={certs / 'sa.key'}",
         "--authorization-mode=Node,RBAC",
+        # A node's own credentials may change only its own Node and its pods' status.
+        "--enable-admission-plugins=NodeRestriction",
         f"--client-ca-file={ca.cert}",
         f"--tls-cert-file={certs / 'apiserver.crt'}",
         f"--tls-private-key-file={certs / 'apiserver.key'}",
@@ -129,7 +132,8 @@ class ControlPlaneRunner:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            ip_addresses=("127.0.0.1", "10.96.0.1"),
+            # 10.244.0.1: the worker node's address, where its pods reach the apiserver.
+            ip_addresses=("127.0.0.1", "10.96.0.1", "10.244.0.1"),
         )
         pki.issue(
             ca,

@@ -16,12 +16,16 @@ import pytest
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient
 
-from vkpy.testing import oldapiserver
+from vkpy.testing import oldapiserver, worker
 from vkpy.testing.errors import TestbedError
 from vkpy.testing.kubebinaries import SPDY_APISERVER_VERSION
 from vkpy.testing.oldapiserver import OldApiserver
 from vkpy.testing.processes import Supervisor
 from vkpy.testing.testbed import Endpoints, Testbed
+from vkpy.testing.worker import Worker
+
+# What the session's testbed reported about itself, for the terminal summary.
+_REPORT: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +44,31 @@ def testbed() -> Iterator[Endpoints]:
     os.environ.update(saved)
     if not was_running and not os.environ.get("VKPY_KEEP_TESTBED"):
         bed.down()
+
+
+@pytest.fixture(scope="session")
+def worker_node(testbed: Endpoints) -> Iterator[Worker]:
+    """The worker node with a real kubelet (``vkpy.testing.worker``), started on first
+    use; stopped with the testbed, or at the end when the testbed ran already but the
+    worker did not (unless ``VKPY_KEEP_TESTBED`` is set)."""
+    bed = Testbed(testbed.state)
+    was_running = bed.supervisor.pid("worker-kubelet") is not None
+    try:
+        node = bed.worker(testbed)
+    except TestbedError as exc:
+        pytest.fail(f"worker node: {exc}", pytrace=False)
+    _REPORT.update({f"worker {k}": v for k, v in node.versions.items()})
+    yield node
+    if not was_running and not os.environ.get("VKPY_KEEP_TESTBED"):
+        worker.down(testbed.state, bed.supervisor)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The versions of the real components the session ran against."""
+    if _REPORT:
+        terminalreporter.section("testbed")
+        for what, version in sorted(_REPORT.items()):
+            terminalreporter.write_line(f"{what}: {version}")
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,8 @@ from pathlib import Path
 from vkpy.testing.errors import TestbedError
 
 KUBERNETES_VERSION = "v1.36.3"
-BINARIES = ("kube-apiserver", "kube-scheduler", "kube-controller-manager")
+# The kubelet is the testbed worker node's (``worker``).
+BINARIES = ("kube-apiserver", "kube-scheduler", "kube-controller-manager", "kubelet")
 # The last 1.33 patch release the Go module proxy serves; needs Go >= 1.24.
 SPDY_APISERVER_VERSION = "v1.33.13"
 APISERVER_ONLY = ("kube-apiserver",)

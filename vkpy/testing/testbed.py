@@ -16,9 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from vkpy.testing import condor, loginns, podman, rootless, slurm, sshd
+from vkpy.testing import condor, loginns, podman, rootless, slurm, sshd, worker
 from vkpy.testing.controlplane import ControlPlane, ControlPlanePorts, ControlPlaneRunner
 from vkpy.testing.htcondor_config import htcondor_agent_config
+from vkpy.testing.kubebinaries import ensure_binaries
 from vkpy.testing.processes import Supervisor
 from vkpy.testing.slurm_config import slurm_agent_config
 from vkpy.testing.virtualnodes import write_virtual_nodes
@@ -147,6 +148,19 @@ class Testbed:
             extra_path=condor.bin_dir_of(SHARED_DIR),  # installed by `up`
         )
 
+    def worker(self, endpoints: Endpoints) -> worker.Worker:
+        """The worker node with a real kubelet and containerd (`worker`), started on
+        demand: only the tests that compare with a real kubelet or run the agent as a
+        Deployment need it; `down` stops it."""
+        return worker.up(
+            self.state,
+            self.supervisor,
+            endpoints.cluster,
+            kubelet=ensure_binaries() / "kubelet",
+            podman_env={**os.environ, "CONTAINERS_CONF": str(endpoints.podman.containers_conf)},
+            images=(endpoints.podman.image,),
+        )
+
     def _write_env(self, endpoints: Endpoints) -> None:
         lines = [f"export {k}={shlex.quote(v)}" for k, v in endpoints.environment().items()]
         (self.state / "env.sh").write_text(
@@ -158,6 +172,7 @@ class Testbed:
     def down(self) -> list[str]:
         """Stop every process the testbed started, by PID; return their names."""
         running = self.supervisor.names()
+        worker.down(self.state, self.supervisor)
         loginns.down(self.supervisor)
         sshd.down(self.supervisor)
         slurm.down(self.supervisor)
