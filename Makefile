@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The Go toolchain builds the Kubernetes test binaries; it lives here on these machines.
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
 
-.PHONY: install system-deps lint unit integration test kube-binaries testbed-up testbed-down clean bench chaos demo
+.PHONY: install system-deps lint unit integration test kube-binaries testbed-up testbed-down clean bench chaos demo image in-cluster-demo
 
 install: $(STAMP)
 
@@ -57,6 +57,15 @@ clean: install
 demo: system-deps install kube-binaries
 	$(BIN)/python -m vkpy.testing up
 	bash scripts/demo.sh
+
+# The agent image without a registry: Debian's archive, vkpy's wheel (vkpy/testing/agentimage.py).
+image: system-deps install
+	$(BIN)/python -m vkpy.testing image
+
+# The agent as a Deployment on the testbed's worker node (a real kubelet), running
+# examples/pod.yaml through its virtual node.
+in-cluster-demo: system-deps install kube-binaries
+	bash scripts/in-cluster-demo.sh
 
 # Speed and scale of the agent with an instant backend on the real control plane, then
 # with the Podman, Slurm and HTCondor (stand-in) backends on the testbed, then kubectl exec

@@ -1,11 +1,17 @@
-"""``python -m vkpy.testing up|down|purge|binaries``: the testbed from a shell or Makefile."""
+"""``python -m vkpy.testing COMMAND``: the testbed from a shell or Makefile.
+
+up, down, purge, binaries; worker (the real-kubelet node); image (``make image``);
+deploy and undeploy (the agent as a Deployment on the worker node).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Callable
 
+from vkpy.testing import agentimage, incluster
 from vkpy.testing.errors import TestbedError
 from vkpy.testing.kubebinaries import (
     APISERVER_ONLY,
@@ -33,35 +39,80 @@ def _binaries(version: str, binaries: tuple[str, ...]) -> str:
     return str(found)
 
 
+def _up(testbed: Testbed) -> None:
+    start = time.monotonic()
+    endpoints = testbed.up()
+    parts = ", ".join(f"{k} {v:.1f}s" for k, v in endpoints.timings.items())
+    print(f"testbed up in {time.monotonic() - start:.1f}s ({parts})")
+    print(f"use it with: . {testbed.state / 'env.sh'}")
+
+
+def _worker(testbed: Testbed) -> None:
+    start = time.monotonic()
+    node = testbed.worker(testbed.up())
+    found = ", ".join(f"{k} {v}" for k, v in node.versions.items())
+    print(f"worker node {node.name} at {node.node_ip} Ready in {_since(start)} ({found})")
+
+
+def _deploy(testbed: Testbed) -> None:
+    start = time.monotonic()
+    endpoints = testbed.up()
+    incluster.prepare(testbed, endpoints, testbed.worker(endpoints))
+    deployed = incluster.deploy(endpoints)
+    print(
+        f"agent pod {incluster.NAMESPACE}/{deployed.pod} at {deployed.pod_ip} serves "
+        f"virtual node {deployed.node}, Ready in {_since(start)}"
+    )
+
+
+def _undeploy(testbed: Testbed) -> None:
+    incluster.undeploy(testbed.up())
+    print(f"the agent's Deployment and virtual node {incluster.VIRTUAL_NODE} are deleted")
+
+
+def _image(testbed: Testbed) -> None:
+    start = time.monotonic()
+    image = agentimage.build()
+    print(f"image {image.reference} ({image.archive}) built in {_since(start)}")
+
+
+def _down(testbed: Testbed) -> None:
+    stopped = testbed.down()
+    print(f"testbed down: stopped {', '.join(stopped) or 'nothing'}")
+
+
+def _purge(testbed: Testbed) -> None:
+    stopped = testbed.purge()
+    print(f"testbed purged: stopped {', '.join(stopped) or 'nothing'}")
+
+
+def _binaries_command(testbed: Testbed) -> None:
+    for version, binaries in WANTED:
+        print(f"Kubernetes {version} binaries: {_binaries(version, binaries)}")
+
+
+def _since(start: float) -> str:
+    return f"{time.monotonic() - start:.1f}s"
+
+
+COMMANDS: dict[str, Callable[[Testbed], None]] = {
+    "up": _up,
+    "down": _down,
+    "purge": _purge,
+    "binaries": _binaries_command,
+    "worker": _worker,
+    "image": _image,
+    "deploy": _deploy,
+    "undeploy": _undeploy,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vkpy.testing", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "purge", "binaries", "worker"))
+    parser.add_argument("command", choices=tuple(COMMANDS))
     args = parser.parse_args(argv)
-    testbed = Testbed()
     try:
-        if args.command == "binaries":
-            for version, binaries in WANTED:
-                print(f"Kubernetes {version} binaries: {_binaries(version, binaries)}")
-        elif args.command == "up":
-            start = time.monotonic()
-            endpoints = testbed.up()
-            parts = ", ".join(f"{k} {v:.1f}s" for k, v in endpoints.timings.items())
-            print(f"testbed up in {time.monotonic() - start:.1f}s ({parts})")
-            print(f"use it with: . {testbed.state / 'env.sh'}")
-        elif args.command == "worker":
-            start = time.monotonic()
-            node = testbed.worker(testbed.up())
-            found = ", ".join(f"{k} {v}" for k, v in node.versions.items())
-            print(
-                f"worker node {node.name} at {node.node_ip} Ready in "
-                f"{time.monotonic() - start:.1f}s ({found})"
-            )
-        elif args.command == "purge":
-            stopped = testbed.purge()
-            print(f"testbed purged: stopped {', '.join(stopped) or 'nothing'}")
-        else:
-            stopped = testbed.down()
-            print(f"testbed down: stopped {', '.join(stopped) or 'nothing'}")
+        COMMANDS[args.command](Testbed())
     except TestbedError as exc:
         print(f"testbed: {exc}", file=sys.stderr)
         return 1

@@ -33,15 +33,16 @@ def _has_range(path: Path, user: str) -> bool:
         return False
 
 
-def ensure_subids(user: str) -> None:
-    """Sub-UID/GID ranges for ``user`` (useradd adds them; older accounts may lack them)."""
+def ensure_subids(user: str, start: int = SUBID_START) -> None:
+    """Sub-UID/GID ranges for ``user`` (useradd adds them; older accounts may lack them),
+    ``SUBID_COUNT`` ids from ``start``."""
     for path, flag in (
         (Path("/etc/subuid"), "--add-subuids"),
         (Path("/etc/subgid"), "--add-subgids"),
     ):
         if not _has_range(path, user):
-            last = SUBID_START + SUBID_COUNT - 1
-            subprocess.run(["usermod", flag, f"{SUBID_START}-{last}", user], check=True)
+            last = start + SUBID_COUNT - 1
+            subprocess.run(["usermod", flag, f"{start}-{last}", user], check=True)
 
 
 def user_environment(account: pwd.struct_passwd) -> dict[str, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from vkpy.testing import condor, loginns, podman, rootless, slurm, sshd, worker
+from vkpy.testing import agenthost, condor, loginns, podman, rootless, slurm, sshd, worker
 from vkpy.testing.controlplane import ControlPlane, ControlPlanePorts, ControlPlaneRunner
 from vkpy.testing.htcondor_config import htcondor_agent_config
 from vkpy.testing.kubebinaries import ensure_binaries
@@ -173,6 +173,7 @@ class Testbed:
         """Stop every process the testbed started, by PID; return their names."""
         running = self.supervisor.names()
         worker.down(self.state, self.supervisor)
+        agenthost.down(self.supervisor)
         loginns.down(self.supervisor)
         sshd.down(self.supervisor)
         slurm.down(self.supervisor)
