@@ -1,7 +1,8 @@
 """``python -m vkpy.testing COMMAND``: the testbed from a shell or Makefile.
 
 up, down, purge, binaries; worker (the real-kubelet node); image (``make image``);
-deploy and undeploy (the agent as a Deployment on the worker node).
+deploy and undeploy (the agent as a Deployment on the worker node, Podman backend),
+deploy-slurm and undeploy-slurm (the same with the Slurm backend).
 """
 
 from __future__ import annotations
@@ -54,20 +55,20 @@ def _worker(testbed: Testbed) -> None:
     print(f"worker node {node.name} at {node.node_ip} Ready in {_since(start)} ({found})")
 
 
-def _deploy(testbed: Testbed) -> None:
+def _deploy(testbed: Testbed, overlay: incluster.Overlay = incluster.PODMAN) -> None:
     start = time.monotonic()
     endpoints = testbed.up()
-    incluster.prepare(testbed, endpoints, testbed.worker(endpoints))
-    deployed = incluster.deploy(endpoints)
+    incluster.prepare(testbed, endpoints, testbed.worker(endpoints), overlay)
+    deployed = incluster.deploy(endpoints, overlay)
     print(
-        f"agent pod {incluster.NAMESPACE}/{deployed.pod} at {deployed.pod_ip} serves "
+        f"agent pod {overlay.namespace}/{deployed.pod} at {deployed.pod_ip} serves "
         f"virtual node {deployed.node}, Ready in {_since(start)}"
     )
 
 
-def _undeploy(testbed: Testbed) -> None:
-    incluster.undeploy(testbed.up())
-    print(f"the agent's Deployment and virtual node {incluster.VIRTUAL_NODE} are deleted")
+def _undeploy(testbed: Testbed, overlay: incluster.Overlay = incluster.PODMAN) -> None:
+    incluster.undeploy(testbed.up(), overlay)
+    print(f"the agent's Deployment and virtual node {overlay.virtual_node} are deleted")
 
 
 def _image(testbed: Testbed) -> None:
@@ -104,6 +105,8 @@ COMMANDS: dict[str, Callable[[Testbed], None]] = {
     "image": _image,
     "deploy": _deploy,
     "undeploy": _undeploy,
+    "deploy-slurm": lambda bed: _deploy(bed, incluster.SLURM),
+    "undeploy-slurm": lambda bed: _undeploy(bed, incluster.SLURM),
 }
 
 

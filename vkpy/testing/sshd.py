@@ -136,7 +136,24 @@ def start(supervisor: Supervisor, config: Path, port: int) -> None:
 
 
 def down(supervisor: Supervisor) -> None:
-    supervisor.stop("sshd")
+    supervisor.stop("sshd")  # `Testbed.down` stops sshd-pods with the rest
+
+
+def serve_pods(state: Path, supervisor: Supervisor, *, address: str, port: int) -> str:
+    """The login node's sshd on ``address`` too (the worker node's, which pods reach),
+    as a second sshd of the same config, so the tests that stop ``sshd`` leave it be.
+    Return the known_hosts line that names it there. ``up`` must have run."""
+    keys = state / "ssh"
+    config = (keys / "sshd_config").read_text()
+    config = config.replace("ListenAddress 127.0.0.1", f"ListenAddress {address}")
+    config = config.replace(f"PidFile {keys / 'sshd.pid'}", f"PidFile {keys / 'sshd-pods.pid'}")
+    path = keys / "sshd_config_pods"
+    path.write_text(config)
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    supervisor.start("sshd-pods", [sshd, "-D", "-e", "-f", str(path)])
+    supervisor.wait_until("sshd-pods", lambda: port_open(port, address), what="port")
+    kind, key = (keys / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    return f"[{address}]:{port} {kind} {key}\n"
 
 
 def client_ports(port: int, pid: int) -> list[int]:
