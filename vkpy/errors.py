@@ -5,6 +5,7 @@
     ├── PodError               this pod cannot run as specified: fail it, with a reason
     │   ├── UnsupportedPodFeature   it uses something vkpy or the backend does not support
     │   └── PodConfigError          a ConfigMap/Secret it needs is missing (retried)
+    │       └── VolumeSourceMissing     one a volume needs: the volume cannot be mounted
     ├── BackendError           the backend failed an operation
     │   ├── BackendUnavailable      transient: retry later, node not Ready meanwhile
     │   ├── PodRejected             permanent: the backend refused this pod
@@ -54,6 +55,13 @@ class PodConfigError(PodError):
     reason = "CreateContainerConfigError"
 
 
+class VolumeSourceMissing(PodConfigError):
+    """A ConfigMap or Secret a volume needs is missing. The kubelet mounts volumes before
+    it makes containers, so the pod waits in ContainerCreating, with FailedMount events."""
+
+    reason = "ContainerCreating"
+
+
 class BackendError(VkpyError):
     """A backend operation failed."""
 
@@ -76,9 +84,11 @@ class PodRejected(BackendError):
 class ImagePullError(BackendError):
     """A container image could not be pulled."""
 
-    def __init__(self, message: str, *, container: str) -> None:
+    def __init__(self, message: str, *, container: str, never_pull: bool = False) -> None:
         super().__init__(message)
         self.container = container
+        # Absent under imagePullPolicy Never: nothing was pulled, nothing will be.
+        self.never_pull = never_pull
 
 
 class PodNotFound(BackendError):

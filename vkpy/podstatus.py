@@ -75,6 +75,15 @@ def _container_status(
     return status
 
 
+def _created(seen: ContainerStatus | None, initialized: bool) -> ContainerStatus | None:
+    """A kubelet creates app containers only once the init containers are done: a
+    backend that made them up front (a Podman pod) has them waiting with IDs that a
+    kubelet would not show yet."""
+    if initialized or seen is None or not isinstance(seen.state, Waiting):
+        return seen
+    return None
+
+
 def _by_name(statuses: tuple[ContainerStatus, ...]) -> dict[str, ContainerStatus]:
     return {s.name: s for s in statuses}
 
@@ -233,11 +242,14 @@ def pod_status(pod: JSON, seen: Observation, now: datetime) -> JSON:
     initialized = all(_succeeded(init_seen.get(c["name"])) for c in init_specs)
     app_default = not_started if initialized else Waiting("PodInitializing")
     app_statuses = [
-        _container_status(c, app_seen.get(c["name"]), app_default)
+        _container_status(c, _created(app_seen.get(c["name"]), initialized), app_default)
         for c in spec.get("containers") or []
     ]
     previous = {c["type"]: c for c in old.get("conditions") or []}
-    conditions = [_condition("PodReadyToStartContainers", run is not None, stamp, previous)]
+    # The sandbox exists from the first run until the pod ends, when the kubelet tears it
+    # down (PodReadyToStartContainers False on a finished pod).
+    sandbox = run is not None and pod_phase not in TERMINAL_PHASES
+    conditions = [_condition("PodReadyToStartContainers", sandbox, stamp, previous)]
     for kind, ok, reason, message in _conditions(
         pod_phase, run, init_statuses, app_statuses, _unready_gates(spec, previous)
     ):
@@ -258,6 +270,7 @@ def pod_status(pod: JSON, seen: Observation, now: datetime) -> JSON:
         "qosClass": old.get("qosClass", "BestEffort"),
     }
     pod_ip = (run.pod_ip if run else None) or (seen.node_ip if spec.get("hostNetwork") else None)
+    pod_ip = pod_ip or old.get("podIP")  # a kubelet never takes a pod's IP back
     if pod_ip:
         status["podIP"] = pod_ip
         status["podIPs"] = [{"ip": pod_ip}]

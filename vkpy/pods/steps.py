@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from vkpy.backend import (
-    SANDBOX_FAILED,
     Backend,
     ContainerStatus,
     Running,
@@ -39,12 +38,14 @@ from vkpy.errors import (
     PodConfigError,
     PodError,
     PodRejected,
+    VolumeSourceMissing,
 )
 from vkpy.events import EventRecorder
 from vkpy.jsontypes import JSON
 from vkpy.kube.client import Kube
 from vkpy.kube.times import parse
 from vkpy.metrics import backend_call
+from vkpy.pods.announce import container_events
 from vkpy.pods.state import Stage, Tracked, pod_log
 from vkpy.podstatus import TERMINAL_PHASES, pod_status, same_status
 from vkpy.resolve import fetch_sources, pod_spec
@@ -135,6 +136,10 @@ class Steps:
             spec = pod_spec(pod, sources, node_ip=self.node_ip, allocatable=self.allocatable())
             with backend_call("create"):
                 await self.backend.create(spec)
+        except VolumeSourceMissing as exc:
+            entry.wait(Waiting(exc.reason, str(exc)))
+            self.events.pod(pod, "Warning", "FailedMount", str(exc))
+            return self._retry(entry)
         except PodConfigError as exc:
             entry.wait(Waiting(exc.reason, str(exc)))
             self.events.pod(pod, "Warning", "Failed", f"Error: {exc}")
@@ -144,6 +149,11 @@ class Steps:
             self.events.pod(pod, "Warning", exc.reason, str(exc))
             return None
         except ImagePullError as exc:
+            if exc.never_pull:
+                entry.wait(Waiting("ErrImageNeverPull", str(exc)))
+                self.events.pod(pod, "Warning", "ErrImageNeverPull", str(exc))
+                self.events.pod(pod, "Warning", "Failed", "Error: ErrImageNeverPull")
+                return self._retry(entry)
             reason = "ImagePullBackOff" if entry.attempts else "ErrImagePull"
             entry.wait(Waiting(reason, str(exc)))
             self.events.pod(pod, "Warning", "Failed", f"Failed to pull image: {exc}")
@@ -269,32 +279,10 @@ class Steps:
         entry.pod = updated
 
     def _announce(self, entry: Tracked, pod: JSON, status: JSON) -> None:
-        """Started, BackOff and FailedCreatePodSandBox events the first time each is
-        seen, like the kubelet."""
-        for container in status["initContainerStatuses"] + status["containerStatuses"]:
-            name, state, restarts = container["name"], container["state"], container["restartCount"]
-            if "running" in state:
-                self._announce_once(
-                    entry,
-                    pod,
-                    f"started/{name}/{restarts}",
-                    ("Normal", "Started", f"Started container {name}"),
-                )
-            waiting = state.get("waiting") or {}
-            if str(waiting.get("message", "")).startswith(SANDBOX_FAILED):
-                self._announce_once(
-                    entry,
-                    pod,
-                    f"sandbox/{waiting['message']}",
-                    ("Warning", "FailedCreatePodSandBox", str(waiting["message"])),
-                )
-            if waiting.get("reason") == "CrashLoopBackOff":
-                self._announce_once(
-                    entry,
-                    pod,
-                    f"backoff/{name}/{restarts}",
-                    ("Warning", "BackOff", f"Back-off restarting failed container {name}"),
-                )
+        """The kubelet's container events, each the first time it is due (`announce`)."""
+        statuses = status["initContainerStatuses"] + status["containerStatuses"]
+        for key, event in container_events(statuses):
+            self._announce_once(entry, pod, key, event)
 
     def _announce_once(
         self,

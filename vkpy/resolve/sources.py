@@ -7,7 +7,7 @@ import base64
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from vkpy.errors import KubeApiError, PodConfigError
+from vkpy.errors import KubeApiError, PodConfigError, VolumeSourceMissing
 from vkpy.jsontypes import JSON
 from vkpy.kube.client import Kube
 
@@ -94,22 +94,46 @@ def token_requests(pod: JSON) -> set[tuple[str, int]]:
     return wanted
 
 
+def _missing(kind: str, name: str) -> str:
+    return f'{"configmap" if kind == "configmap" else "secret"} "{name}" not found'
+
+
+def _required_by_volumes(pod: JSON) -> dict[tuple[str, str], str]:
+    """(kind, name) of each object a volume needs, to the first such volume's name."""
+    needed: dict[tuple[str, str], str] = {}
+    for volume in pod.get("spec", {}).get("volumes") or []:
+        for kind, name, optional in _volume_sources(volume):
+            if not optional:
+                needed.setdefault((kind, name), volume["name"])
+    return needed
+
+
 async def fetch_sources(kube: Kube, pod: JSON) -> Sources:
-    """Read what ``pod`` refers to. A missing required object raises PodConfigError."""
+    """Read what ``pod`` refers to. A missing required object raises PodConfigError, or
+    VolumeSourceMissing when a volume needs it (volumes are mounted first)."""
     namespace = pod["metadata"]["namespace"]
     sources = Sources()
+    by_volume = _required_by_volumes(pod)
+    missing: list[tuple[str, str]] = []
     for kind, name, optional in sorted(references(pod)):
         plural = "configmaps" if kind == "configmap" else "secrets"
         try:
             obj = await kube.get(f"/api/v1/namespaces/{namespace}/{plural}/{name}")
         except KubeApiError as exc:
-            if exc.status == 404:
-                if optional:
-                    continue
-                label = "configmap" if kind == "configmap" else "secret"
-                raise PodConfigError(f'{label} "{name}" not found') from exc
-            raise
+            if exc.status != 404:
+                raise
+            if not optional:
+                missing.append((kind, name))
+            continue
         (sources.config_maps if kind == "configmap" else sources.secrets)[name] = obj
+    for kind, name in missing:
+        if (kind, name) in by_volume:
+            raise VolumeSourceMissing(
+                f'MountVolume.SetUp failed for volume "{by_volume[kind, name]}" : '
+                + _missing(kind, name)
+            )
+    if missing:
+        raise PodConfigError(_missing(*missing[0]))
     account = pod["spec"].get("serviceAccountName") or "default"
     for audience, seconds in sorted(token_requests(pod)):
         request: JSON = {

@@ -271,9 +271,11 @@ class PodmanBackend:
             done.add((reference, policy))
             if policy == "Never":
                 if not await self.api.image_exists(reference):
-                    raise ImagePullError(
-                        f"image {reference} is not present and imagePullPolicy is Never",
+                    raise ImagePullError(  # the kubelet's words
+                        f'Container image "{container.image}" is not present with pull '
+                        "policy of Never",
                         container=container.name,
+                        never_pull=True,
                     )
                 continue
             logger.debug("pod %s: pulling %s (policy %s)", pod.key, reference, policy)
