@@ -23,6 +23,8 @@ from vkpy.jsontypes import JSON
 from vkpy.remote import StreamRequest, TerminalSize
 
 logger = logging.getLogger(__name__)
+START_POLLS = 50
+START_POLL_SECONDS = 0.1
 
 SETTLE_SECONDS = 5.0  # for Podman to record an exit it has seen
 POLL_SECONDS = 0.05
@@ -87,8 +89,15 @@ class ExecControl:
             logger.debug("%s: leaving the exec cleanup to Podman: %s", self.name, exc)
 
     async def _kill(self) -> None:
-        inspect = await self.api.inspect_exec(self.session)
-        pid = int(inspect.get("Pid") or 0)
+        # A session whose start is still on its way has no PID yet (Podman records it
+        # once conmon reports it): wait for it, or a command started just before its
+        # client went away would outlive the session. A PID with Running false: ended.
+        for _ in range(START_POLLS):
+            inspect = await self.api.inspect_exec(self.session)
+            pid = int(inspect.get("Pid") or 0)
+            if pid > 0 or inspect.get("Running"):
+                break
+            await asyncio.sleep(START_POLL_SECONDS)
         if not inspect.get("Running") or pid <= 0:
             return
         try:
