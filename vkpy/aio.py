@@ -2,6 +2,7 @@
 
 - `backoff`: the one doubling back-off, each caller with its own first delay and cap;
 - `guard`: runs a background task, logs its failure, never swallows its cancellation;
+- `finish`: waits for a cleanup to end even when the waiter is cancelled meanwhile;
 - `supervise`: runs root loops until a stop or the first failure, then stops the rest;
 - `Workers`: one ordered worker per key. A mark while its worker runs makes it run once
   more, never twice at a time; timers mark a key later (a retry, a deadline, a back-off's
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")
+T = TypeVar("T")
 Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 _MAX_DOUBLINGS = 62  # past any cap, and small enough for a float
 
@@ -57,6 +59,23 @@ async def guard(
             log.exception("%s failed%s", what, "; stopping the rest" if fatal else "")
         if fatal:
             raise
+
+
+async def finish(task: asyncio.Future[T]) -> T:
+    """``task``'s result, waiting for its end even when the caller is cancelled
+    meanwhile (the cancellation is raised then, and ``task`` is never cancelled): for
+    cleanup that must not stop halfway, such as a kill whose caller went away."""
+    interrupted = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})  # which never cancels it
+        except asyncio.CancelledError:
+            interrupted = True
+    if interrupted:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.warning("cleanup failed while its caller was cancelled: %s", exc)
+        raise asyncio.CancelledError
+    return task.result()
 
 
 async def supervise(

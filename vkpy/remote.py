@@ -69,7 +69,9 @@ class Process(Protocol):
         ...
 
     async def close(self) -> None:
-        """Kill what still runs and release everything; safe to call again."""
+        """Kill what still runs and release everything; safe to call again. Runs to
+        its end even when its caller is cancelled meanwhile (`vkpy.aio.finish`), and a
+        second call waits for the first."""
 
 
 class Tunnel(Protocol):

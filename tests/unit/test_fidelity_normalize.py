@@ -70,6 +70,15 @@ def test_the_schedulers_events_are_not_the_nodes():
     assert event_reasons(events) == ["Normal Pulled", "Warning Failed"]
 
 
+def test_a_kubelets_not_registered_race_is_not_a_failed_mount():
+    race = 'MountVolume.SetUp failed for volume "cm" : object "ns"/"absent" not registered'
+    missing = 'MountVolume.SetUp failed for volume "cm" : configmap "absent" not found'
+    events = [{"type": "Warning", "reason": "FailedMount", "message": race}]
+    assert event_reasons(events) == []
+    events.append({"type": "Warning", "reason": "FailedMount", "message": missing})
+    assert event_reasons(events) == ["Warning FailedMount"]
+
+
 def test_differences_name_fields_and_each_event_one_side_lacks():
     real = normalize(
         pod({"terminated": {"exitCode": 0, "reason": "Completed"}}),

@@ -239,3 +239,41 @@ async def test_an_output_not_asked_for_is_empty():
     process = session.Session(items(), None, FakeControl(), tty=True, streams=["stdout"], name="t")
     assert await collect(process.output("stderr")) == b""
     await process.close()
+
+
+class SlowControl(FakeControl):
+    """A kill that takes a while, as Podman's API does under load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.killing = asyncio.Event()
+        self.release = asyncio.Event()
+        self.killed = False
+
+    async def close(self, *, ended: bool) -> None:
+        self.killing.set()
+        await self.release.wait()
+        self.killed = True
+        await super().close(ended=ended)
+
+
+async def test_a_close_cut_short_by_its_callers_cancellation_still_kills():
+    # The kubelet API's handler is cancelled when its connection drops, often while it
+    # closes the session: the kill goes on, and closing again waits for it.
+    async def running() -> AsyncIterator[tuple[str, bytes]]:
+        await asyncio.Event().wait()
+        yield "stdout", b""
+
+    control = SlowControl()
+    process = session.Session(running(), None, control, tty=True, streams=["stdout"], name="t")
+    closer = asyncio.create_task(process.close())
+    await control.killing.wait()
+    closer.cancel()
+    again = asyncio.create_task(process.close())
+    await asyncio.sleep(0.01)
+    assert not closer.done() and not again.done()  # both wait for the kill
+    control.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await closer
+    await again
+    assert control.killed and control.closed == [False]  # once, while it ran

@@ -365,6 +365,9 @@ class SshRunner:
             if connection.is_closed():
                 self._drop(slot, connection)
             raise BackendUnavailable(f"{self.target}: cannot start {argv[0]}: {_why(exc)}") from exc
+        except asyncio.CancelledError:
+            slot.streams.release()  # else the slot's stream is gone for good
+            raise
         return SshSession(
             process, self.target, tty=terminal is not None, release=slot.streams.release
         )

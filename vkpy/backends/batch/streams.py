@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import ClassVar, Protocol
 
+from vkpy.aio import finish
 from vkpy.backends.batch import reach
 from vkpy.backends.batch.naming import Layout
 from vkpy.backends.batch.reach import Placement, Target
@@ -26,10 +27,10 @@ from vkpy.errors import BackendError, PodNotFound, StreamingUnsupported
 from vkpy.remote import OutputStream, StreamRequest, TerminalSize, Tunnel
 from vkpy.transport import Runner
 from vkpy.transport.interactive import Interactive, Session
+from vkpy.transport.sized import SizedSession
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TERMINAL = TerminalSize(80, 24)  # until the caller says its size
 KILL_TIMEOUT_SECONDS = 30.0
 EXIT_RECORD_SECONDS = 5.0  # how long attach's wait() looks for the script's exit record
 
@@ -66,7 +67,7 @@ class JobProcess:
         self._kill = kill
         self._exit_code = exit_code
         self._ended: asyncio.Task[int] = asyncio.ensure_future(session.wait())
-        self._closed = False
+        self._closing: asyncio.Task[None] | None = None
 
     def output(self, stream: OutputStream) -> AsyncIterator[bytes]:
         return self._session.output(stream)
@@ -85,9 +86,13 @@ class JobProcess:
         return await self._exit_code(status) if self._exit_code else status
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        # A task of its own, waited for to its end: a caller cancelled meanwhile (the
+        # kubelet API's handler, when its connection drops) must not cut the kill short.
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(), name="closing a job session")
+        await finish(self._closing)
+
+    async def _close(self) -> None:
         try:
             if not self._ended.done():
                 await self._kill()
@@ -155,13 +160,18 @@ async def exec_process(node: Node, request: StreamRequest) -> JobProcess:
         tag=tag,
         fresh=fresh(target),
     )
-    session = await interactive(node).start(
-        node.on_node(target, command, tty=request.tty),
-        stdin=request.stdin,
-        stdout=request.stdout,
-        stderr=request.stderr and not request.tty,
-        terminal=DEFAULT_TERMINAL if request.tty else None,
-    )
+    runner, argv = interactive(node), node.on_node(target, command, tty=request.tty)
+
+    def start(terminal: TerminalSize | None) -> Awaitable[Session]:
+        return runner.start(
+            argv,
+            stdin=request.stdin,
+            stdout=request.stdout,
+            stderr=request.stderr and not request.tty,
+            terminal=terminal,
+        )
+
+    session = SizedSession(start) if request.tty else await start(None)
     return JobProcess(session, kill=killer(node, target, tag))
 
 

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
+from vkpy.aio import finish
 from vkpy.backends.podman.api import STDERR, STDOUT, FrameDecoder
 from vkpy.errors import BackendError
 from vkpy.remote import OutputStream, TerminalSize
@@ -90,7 +91,7 @@ class Session:
             stream: asyncio.Queue(QUEUE_CHUNKS) for stream in streams
         }
         self._pump = asyncio.create_task(self._run(source), name=f"output of {name}")
-        self._closed = False
+        self._closing: asyncio.Task[None] | None = None
 
     async def _run(self, source: AsyncIterator[tuple[OutputStream, bytes]]) -> None:
         try:
@@ -135,9 +136,14 @@ class Session:
         return await self._control.exit_code()
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        # A task of its own, waited for to its end: the kubelet API's handler is
+        # cancelled when its connection drops, often while it closes the session, and
+        # a kill cut short there would leave the command running for good.
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(), name=f"closing {self._name}")
+        await finish(self._closing)
+
+    async def _close(self) -> None:
         ended = self._pump.done()
         try:
             await self._control.close(ended=ended)

@@ -69,12 +69,21 @@ def _conditions(status: dict[str, Any]) -> Flat:
     return flat
 
 
+def _registration_race(event: dict[str, Any]) -> bool:
+    """A kubelet's FailedMount for an object its watch has not registered yet: a known
+    race of the kubelet (kubernetes/kubernetes#105204), gone on its next mount pass,
+    not behaviour the pod spec asks for."""
+    return event.get("reason") == "FailedMount" and "not registered" in (event.get("message") or "")
+
+
 def event_reasons(events: list[dict[str, Any]]) -> list[str]:
     """The distinct "Type Reason" pairs of the node's own events (not the scheduler's)."""
     pairs = set()
     for event in events:
         source = (event.get("source") or {}).get("component") or event.get("reportingComponent")
         if source == "default-scheduler" or event.get("reason") == "Scheduled":
+            continue
+        if _registration_race(event):
             continue
         pairs.add(f"{event.get('type')} {event.get('reason')}")
     return sorted(pairs)
