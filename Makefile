@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The Go toolchain builds the Kubernetes test binaries; it lives here on these machines.
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/local/go/bin
 
-.PHONY: install system-deps lint unit integration test kube-binaries testbed-up testbed-down clean bench chaos demo image in-cluster-demo
+.PHONY: install system-deps lint unit integration test kube-binaries testbed-up testbed-down clean bench chaos demo image in-cluster-demo fidelity
 
 install: $(STAMP)
 
@@ -66,6 +66,11 @@ image: system-deps install
 # examples/pod.yaml through its virtual node.
 in-cluster-demo: system-deps install kube-binaries
 	bash scripts/in-cluster-demo.sh
+
+# The fidelity corpus on the real kubelet and on vkpy's Slurm node (the Podman node's
+# comparison runs in `make test`); the table goes to .testbed/fidelity-slurm.md.
+fidelity: system-deps install kube-binaries
+	$(BIN)/python benchmarks/fidelity.py
 
 # Speed and scale of the agent with an instant backend on the real control plane, then
 # with the Podman, Slurm and HTCondor (stand-in) backends on the testbed, then kubectl exec

@@ -262,3 +262,17 @@ def test_a_stopped_job_settles_until_slurm_says_how_it_ended():
 def test_a_running_job_is_not_settling():
     found = files(["begin 100 n 77 -"], main=["start 101 0"])
     assert not settling(found, JobState.RUNNING)
+
+
+def test_the_image_id_recorded_before_a_run_is_the_containers():
+    digest = "ab" * 32
+    found = files(
+        job=["begin 100 node1 77 10.0.0.5"],
+        setup=["start 100 0", "exit 0 101 0"],
+        main=[f"image {digest}", "start 101 0"],
+        side=["start 101 0"],  # its image had to be pulled: no ID known
+    )
+    run, _ = run_of(found, JobState("RUNNING"))
+    containers = by_name(run)
+    assert containers["main"].image_id == f"sha256:{digest}"
+    assert containers["side"].image_id == ""

@@ -4,6 +4,7 @@ The job script appends one line per event to ``status/<container>``::
 
     start <epoch> <run>          a run of the container began
     exit <code> <epoch> <run>    it ended with exit code <code> (128+N: signal N)
+    image <id>                   the ID of its image, just before a run began
     wait <epoch>                 it waits out its restart back-off until <epoch>
 
 and to ``status/_job``: ``begin <epoch> <host> <job id> <ip>``, ``stop <epoch> <why>``
@@ -133,6 +134,7 @@ class Run:
 class History:
     runs: tuple[Run, ...]
     backoff_until: datetime | None = None  # set while waiting to restart
+    image_id: str = ""  # the image's, as the runtime said before the last run
 
 
 @dataclass(frozen=True)
@@ -163,9 +165,12 @@ def _int(text: str) -> int | None:
 def history(lines: Iterable[str]) -> History:
     runs: list[Run] = []
     backoff: datetime | None = None
+    image_id = ""
     for line in lines:
         words = line.split()
-        if len(words) >= 3 and words[0] == "start":
+        if len(words) == 2 and words[0] == "image":
+            image_id = words[1]
+        elif len(words) >= 3 and words[0] == "start":
             started, number = _time(words[1]), _int(words[2])
             if started is not None and number is not None:
                 runs.append(Run(number, started))
@@ -177,7 +182,7 @@ def history(lines: Iterable[str]) -> History:
                 runs[-1] = Run(last.number, last.started, code, finished)
         elif len(words) >= 2 and words[0] == "wait":
             backoff = _time(words[1])
-    return History(tuple(runs), backoff)
+    return History(tuple(runs), backoff, image_id)
 
 
 def job_events(lines: Iterable[str]) -> JobEvents:

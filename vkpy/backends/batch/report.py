@@ -133,8 +133,16 @@ def container_status(name: str, lines: list[str], image: str, ctx: _Context) -> 
         last_state=last,
         restart_count=current.number,
         image=image,
+        image_id=_image_id(past.image_id),
         container_id=naming.container_id(ctx.view.system.lower(), ctx.job_id, name, current.number),
     )
+
+
+def _image_id(value: str) -> str:
+    """Podman's image ID as the kubelet shows one: ``sha256:<hex>``."""
+    if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return f"sha256:{value}"
+    return value
 
 
 def _never_ran(ctx: _Context) -> tuple[str, str]:

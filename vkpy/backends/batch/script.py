@@ -323,6 +323,8 @@ def prepare(pod: PodSpec, *, layout: Layout, settings: Settings, now: float) -> 
         )
         files.append(StagedFile(f"{pod_dir}/spec/{container.name}.argv", nul_joined(run.argv)))
         files.append(StagedFile(f"{pod_dir}/spec/{container.name}.env", nul_joined(run.env)))
+        image = nul_joined([container.image])  # for the ID the kubelet shows (`template`)
+        files.append(StagedFile(f"{pod_dir}/spec/{container.name}.image", image))
         if run.relative:
             indices = "".join(f"{i}\n" for i in run.relative).encode()
             files.append(StagedFile(f"{pod_dir}/spec/{container.name}.rel", indices))

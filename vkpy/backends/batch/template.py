@@ -186,6 +186,19 @@ stop_container() {  # stop_container NAME: TERM now, KILL once the grace period 
     return 0
 }
 
+record_image() {  # record_image NAME: the ID of the container's image, when it is here
+    # already (else Podman pulls it as it runs the container, and the ID stays unknown)
+    local image="" id
+    [ "$RUNTIME" = podman ] && [ -s "spec/$1.image" ] || return 0
+    IFS= read -r -d '' image < "spec/$1.image"
+    id=$("$RUNTIME_BIN" image inspect --format '{{.Id}}' -- "$image" 2> /dev/null) || return 0
+    case $id in
+        "" | *[!0-9a-f]*) ;; # not one image ID: nothing said
+        *) record "$1" image "$id" ;;
+    esac
+    return 0
+}
+
 launch() {  # launch NAME RUN: run the container once; its exit status is ours
     local c=$1 n=$2 item pid rc code i
     local -a argv=() envs=()
@@ -199,6 +212,7 @@ launch() {  # launch NAME RUN: run the container once; its exit status is ours
         envs+=("${item//"$POD_IP_MARK"/$POD_IP}")
     done < "spec/$c.env"
     rm -f "run/$c.stamped"
+    record_image "$c"
     record "$c" start "$(now)" "$n"
     (  # stdout only: a redirect's process substitution leaves its own descriptor open
         # in the command, so a container's processes would hold the log open after it.
